@@ -1,0 +1,135 @@
+//! One model's view of a super-batch: its image and text embeddings and its sigmoid-loss
+//! temperature and bias. JEST caches exactly this for the reference model (JEST.md §6): scores depend
+//! on which examples share a batch, so embeddings are kept, not scores.
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// L2-normalised embeddings `image [B, D]`, `text [B, D]` of one model, with the temperature
+/// `t = exp(t')` (the temperature itself, not its log) and bias `b` of its sigmoid loss.
+#[derive(Debug)]
+pub struct PairEmbeddings {
+    image: Tensor,
+    text: Tensor,
+    t: f64,
+    b: f64,
+}
+
+impl PairEmbeddings {
+    /// Checks shapes and values, then L2-normalises the rows (idempotent for normalised input).
+    /// Fails on a shape mismatch between towers, a non-float dtype, NaN/Inf, or a zero row.
+    pub fn new(image: Tensor, text: Tensor, t: f64, b: f64) -> Result<Self> {
+        const OP: &str = "PairEmbeddings::new";
+        for (name, x) in [("image", &image), ("text", &text)] {
+            if x.dim() != 2 || x.size()[0] == 0 || x.size()[1] == 0 {
+                return Err(Error::Shape {
+                    op: OP,
+                    expected: format!("{name} as a non-empty [B, D] matrix"),
+                    got: x.size(),
+                });
+            }
+            if !matches!(x.kind(), Kind::Float | Kind::Double) {
+                return Err(Error::invalid(
+                    OP,
+                    format!("{name} has dtype {:?}; expected f32 (or f64)", x.kind()),
+                ));
+            }
+        }
+        if image.size() != text.size() {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "image {:?} and text {:?} disagree; both towers must give [B, D]",
+                    image.size(),
+                    text.size()
+                ),
+            ));
+        }
+        if !t.is_finite() || t <= 0.0 || !b.is_finite() {
+            return Err(Error::invalid(
+                OP,
+                format!("temperature t = {t} must be finite and > 0 and bias b = {b} finite"),
+            ));
+        }
+        let image = normalise_rows(image, "image")?;
+        let text = normalise_rows(text, "text")?;
+        Ok(Self { image, text, t, b })
+    }
+
+    /// `[B, D]`, rows of unit norm.
+    pub fn image(&self) -> &Tensor {
+        &self.image
+    }
+    /// `[B, D]`, rows of unit norm.
+    pub fn text(&self) -> &Tensor {
+        &self.text
+    }
+    pub fn temperature(&self) -> f64 {
+        self.t
+    }
+    pub fn bias(&self) -> f64 {
+        self.b
+    }
+    /// B, the number of examples.
+    pub fn len(&self) -> usize {
+        self.image.size()[0] as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// D, the embedding width.
+    pub fn dim(&self) -> usize {
+        self.image.size()[1] as usize
+    }
+    pub fn device(&self) -> Device {
+        self.image.device()
+    }
+    pub fn kind(&self) -> Kind {
+        self.image.kind()
+    }
+
+    /// The same embeddings on another device and/or dtype.
+    pub fn to(&self, device: Device, kind: Kind) -> Self {
+        Self {
+            image: self.image.to_device(device).to_kind(kind),
+            text: self.text.to_device(device).to_kind(kind),
+            t: self.t,
+            b: self.b,
+        }
+    }
+
+    /// The rows `indices [n]` (int64), in that order.
+    pub fn select_rows(&self, indices: &Tensor) -> Self {
+        let indices = indices.to_device(self.device());
+        Self {
+            image: self.image.index_select(0, &indices),
+            text: self.text.index_select(0, &indices),
+            t: self.t,
+            b: self.b,
+        }
+    }
+}
+
+fn normalise_rows(x: Tensor, name: &str) -> Result<Tensor> {
+    let finite = x.isfinite().all().int64_value(&[]) == 1;
+    if !finite {
+        let bad = x.isfinite().logical_not().any_dim(1, false).nonzero();
+        let row = bad.int64_value(&[0, 0]);
+        return Err(Error::invalid(
+            "PairEmbeddings::new",
+            format!("{name} row {row} holds NaN or Inf"),
+        ));
+    }
+    let norms = x.norm_scalaropt_dim(2.0, [1i64].as_slice(), true);
+    let zero = norms.eq(0.0).nonzero();
+    if zero.size()[0] > 0 {
+        return Err(Error::invalid(
+            "PairEmbeddings::new",
+            format!(
+                "{name} row {} has zero norm and cannot be normalised",
+                zero.int64_value(&[0, 0])
+            ),
+        ));
+    }
+    Ok(x / norms)
+}

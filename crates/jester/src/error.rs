@@ -1,0 +1,37 @@
+//! The library's one error type: every variant says what disagreed with what.
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor had the wrong shape for an operation.
+    #[error("{op}: expected {expected}, got shape {got:?}")]
+    Shape {
+        op: &'static str,
+        expected: String,
+        got: Vec<i64>,
+    },
+    /// An argument was out of range or inconsistent with another.
+    #[error("{op}: {what}")]
+    Invalid { op: &'static str, what: String },
+    /// A file a user gave could not be used; `what` says why and how to fix it.
+    #[error("{}: {what}", path.display())]
+    Input { path: PathBuf, what: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl Error {
+    pub(crate) fn invalid(op: &'static str, what: impl Into<String>) -> Self {
+        Error::Invalid {
+            op,
+            what: what.into(),
+        }
+    }
+}
