@@ -1,5 +1,57 @@
-fn main() {
-    println!("{}", tch::Cuda::is_available());
-    let t = tch::Tensor::from_slice(&[1f32, 2.]);
-    t.print();
+//! `jester`: JEST data selection for image-text contrastive learning.
+mod bench;
+mod data;
+mod malloc;
+mod output;
+mod select;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "jester",
+    version,
+    about = "JEST: joint example selection for image-text contrastive learning"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Select a sub-batch from embeddings you already have (JEST on a super-batch).
+    Select(select::SelectArgs),
+    /// Generate data sets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Measure speed and memory.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    malloc::tune();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JESTER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Select(args) => select::run(args),
+        Command::Data(command) => data::run(command),
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

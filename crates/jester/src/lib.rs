@@ -11,6 +11,7 @@
 //! CUDA is used when libtorch sees a GPU ([`default_device`]), the CPU otherwise, with one build.
 pub mod embeddings;
 pub mod error;
+pub mod io;
 pub mod loss;
 pub mod select;
 

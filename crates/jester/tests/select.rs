@@ -6,8 +6,8 @@ use common::{clustered, small};
 use jester::loss::{sigmoid_batch_loss, softmax_batch_loss, LossKind};
 use jester::select::naive::{NaiveSigmoid, NaiveSoftmax};
 use jester::select::{
-    mean_score, select, select_naive, ConditionalScores, Method, ScoreKind, Scorer, SelectConfig,
-    SigmoidConditional, SoftmaxConditional,
+    batch_score, select, select_naive, uniform_batch_score, ConditionalScores, Method, ScoreKind,
+    Scorer, SelectConfig, SigmoidConditional, SoftmaxConditional,
 };
 use jester::PairEmbeddings;
 use proptest::prelude::*;
@@ -254,12 +254,12 @@ fn joint_selection_finds_more_learnability_than_independent_or_uniform() {
             };
             let s = select(&learner, Some(&reference), batch, &c).unwrap();
             let index = s.index_tensor(learner.device());
-            totals[slot] += mean_score(
+            totals[slot] += batch_score(
                 ScoreKind::Learnability,
                 LossKind::Sigmoid,
                 &learner,
                 Some(&reference),
-                Some(&index),
+                &index,
                 64,
             )
             .unwrap();
@@ -382,4 +382,42 @@ proptest! {
         prop_assert!(s.chunks.windows(2).all(|w| w[0].end == w[1].start && w[0].start < w[0].end));
         prop_assert_eq!(&s, &select(&learner, Some(&reference), batch, &c).unwrap());
     }
+}
+
+#[test]
+fn uniform_batch_score_is_the_mean_over_every_subset() {
+    // B = 6, b = 3: the exact expectation is the average over all 20 subsets.
+    let (learner, reference) = clustered(&small(6, 5, 2, 4), Kind::Double);
+    let mut sum = 0.0;
+    let mut count = 0;
+    for mask in 0u32..64 {
+        if mask.count_ones() == 3 {
+            let set: Vec<i64> = (0..6).filter(|i| mask >> i & 1 == 1).collect();
+            let index = Tensor::from_slice(&set);
+            sum += batch_score(
+                ScoreKind::Learnability,
+                LossKind::Sigmoid,
+                &learner,
+                Some(&reference),
+                &index,
+                2,
+            )
+            .unwrap();
+            count += 1;
+        }
+    }
+    let exact = uniform_batch_score(
+        ScoreKind::Learnability,
+        LossKind::Sigmoid,
+        &learner,
+        Some(&reference),
+        3,
+        2,
+    )
+    .unwrap();
+    assert!(
+        (exact - sum / count as f64).abs() < 1e-9 * (1.0 + exact.abs()),
+        "{exact} vs {}",
+        sum / count as f64
+    );
 }

@@ -45,16 +45,7 @@ impl ConditionalScores for SigmoidConditional<'_> {
 
     fn add(&mut self, chunk: &Tensor) -> Result<()> {
         if !self.scorer.is_constant() {
-            let dims = [0i64];
-            let rows =
-                self.scorer
-                    .rows_block(chunk)
-                    .sum_dim_intlist(dims.as_slice(), false, None::<Kind>);
-            let cols =
-                self.scorer
-                    .cols_block(chunk)
-                    .sum_dim_intlist(dims.as_slice(), false, None::<Kind>);
-            self.accumulated += rows + cols;
+            self.accumulated += self.scorer.block_sums(chunk);
         }
         let _ = self.selected.index_fill_(0, chunk, 1i64);
         Ok(())
@@ -66,9 +57,13 @@ impl ConditionalScores for SigmoidConditional<'_> {
 ///
 /// With ℓ_k(K) = ½ (−l_kk + LSE_{j∈K} l_kj) + ½ (−l_kk + LSE_{j∈K} l_jk) and the sub-batch score
 /// Σ_{k∈K} ℓ_k(K), adding i raises one model's score by
-///   ½ (−2 l_ii + logaddexp(l_ii, R_i) + logaddexp(l_ii, C_i))
-///   + ½ Σ_{k∈K} (softplus(l_ki − rowLSE_k) + softplus(l_ik − colLSE_k)),
-/// R_i = LSE_{k∈K} l_ik, C_i = LSE_{k∈K} l_ki, rowLSE_k / colLSE_k over K. Each model uses its own
+///
+/// ```text
+/// ½ (−2 l_ii + logaddexp(l_ii, R_i) + logaddexp(l_ii, C_i))
+///   + ½ Σ_{k∈K} (softplus(l_ki − rowLSE_k) + softplus(l_ik − colLSE_k))
+/// ```
+///
+/// with R_i = LSE_{k∈K} l_ik, C_i = LSE_{k∈K} l_ki, rowLSE_k / colLSE_k over K. Each model uses its own
 /// parameters (the printed Alg. 3 scores the reference with the learner's; JEST.md §2).
 ///
 /// **Decision**: with K empty that increase is 0 for every i (a one-example softmax is certain),

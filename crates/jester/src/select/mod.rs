@@ -23,7 +23,7 @@ use tch::{Device, Kind, Tensor};
 pub use conditional::{ConditionalScores, SigmoidConditional, SoftmaxConditional};
 pub use score::{ScoreKind, Scorer};
 pub use sizing::{batch_from_filter_ratio, SelectionSize};
-pub use summary::mean_score;
+pub use summary::{batch_score, uniform_batch_score};
 
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};

@@ -181,6 +181,22 @@ impl<'a> Scorer<'a> {
         out
     }
 
+    /// Σ_c (S[index[c], i] + S[i, index[c]]) for every i, `[B]`: what adding the examples
+    /// `index [C]` to a selected set adds to each candidate's conditional score. Streamed: one
+    /// `[C, B]` block at a time per model and direction, summed at once, never combined.
+    pub fn block_sums(&self, index: &Tensor) -> Tensor {
+        let mut out = self.zeros(self.len);
+        let dim0 = [0i64];
+        for &(w, m) in &self.terms {
+            let (t, b) = scalars(m);
+            for nll in [loss::sigmoid_nll_rows, loss::sigmoid_nll_cols] {
+                let block = nll(m.image(), m.text(), &t, &b, index);
+                out += block.sum_dim_intlist(dim0.as_slice(), false, None::<Kind>) * w;
+            }
+        }
+        out
+    }
+
     /// The whole `[B, B]` matrix S. For the naive twin and tests only: 4·B² bytes.
     pub fn matrix(&self) -> Tensor {
         let n = self.len as i64;
