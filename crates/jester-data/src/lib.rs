@@ -1,8 +1,23 @@
-//! Data for jester, with no tensor backend.
-//!
-//! For now: the clustered synthetic embeddings that `jester select` and the selection benchmark run
-//! on ([`synthetic_embeddings`]), with the safetensors layout `jester select` reads.
+//! Data for jester, with no tensor backend: WebDataset shards (reading, writing, decoding), the
+//! built-in benchmarks with known noise, and the clustered synthetic embeddings that
+//! `jester select` and the selection benchmark run on.
+pub mod benchmark;
+pub mod decode;
 pub mod error;
+pub mod loader;
+pub mod sample;
+pub mod shard_reader;
+pub mod shard_writer;
+pub mod shards;
+pub mod skip;
 pub mod synthetic_embeddings;
+pub mod tokenizer;
+pub mod tools;
+pub mod transform;
 
 pub use error::{Error, Result};
+pub use loader::{Loader, LoaderCursor, LoaderOptions};
+pub use sample::RawSample;
+pub use shard_writer::ShardWriter;
+pub use shards::expand_shards;
+pub use skip::{SkipCounts, SkipReason};

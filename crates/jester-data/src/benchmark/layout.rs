@@ -1,0 +1,111 @@
+//! The benchmark folder (layout in `benchmark/mod.rs`): every split, the zero-shot classes, the
+//! resolved config and a summary of what was written.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::noise::{CurationLevel, NoiseKind};
+use super::split::{write_eval_split, write_noisy_split};
+use super::world::World;
+use super::{BenchmarkConfig, Split};
+use crate::error::{Error, Result};
+
+/// `eval/classes.json`: zero-shot class names (a sample's `class` indexes them) and the prompt
+/// templates, each with one `{}` for the name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassesFile {
+    pub classes: Vec<String>,
+    pub templates: Vec<String>,
+}
+
+/// What one split holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitSummary {
+    pub samples: usize,
+    pub shards: usize,
+    /// Samples of each noise kind (every kind listed, zeros included).
+    pub noise: BTreeMap<NoiseKind, usize>,
+}
+
+/// `summary.json`: what each split holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub splits: BTreeMap<Split, SplitSummary>,
+    /// The number of zero-shot classes in `eval/classes.json`.
+    pub classes: usize,
+}
+
+/// Writes the whole benchmark into `out_dir`, which must be new or empty (stale shards from an
+/// earlier run would otherwise mix in). `train` draws the pool and curated sets, `eval` the
+/// evaluation set (Fashion-MNIST: train and test items); `config` is saved as `config.json`.
+pub(crate) fn write_benchmark<W: World, C: Serialize>(
+    out_dir: &Path,
+    common: &BenchmarkConfig,
+    config: &C,
+    train: &W,
+    eval: &W,
+    classes: &ClassesFile,
+) -> Result<Summary> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    if let Ok(mut entries) = std::fs::read_dir(out_dir) {
+        if entries.next().is_some() {
+            return Err(Error::Config {
+                what: "benchmark output",
+                why: format!("{} is not empty; give a new folder", out_dir.display()),
+            });
+        }
+    }
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    write_json(&out_dir.join("config.json"), config)?;
+
+    let mut splits = BTreeMap::new();
+    let pool = write_noisy_split(
+        train,
+        Split::Pool,
+        common.pool,
+        &common.pool_noise,
+        common,
+        &out_dir.join(Split::Pool.name()),
+    )?;
+    splits.insert(Split::Pool, pool);
+    for level in CurationLevel::ALL {
+        let split = Split::curated(level);
+        let summary = write_noisy_split(
+            train,
+            split,
+            common.curated,
+            &common.curated_noise.rates(level),
+            common,
+            &out_dir.join(split.name()),
+        )?;
+        splits.insert(split, summary);
+    }
+    let eval_dir = out_dir.join(Split::Eval.name());
+    let summary = write_eval_split(eval, classes.classes.len(), common, &eval_dir)?;
+    splits.insert(Split::Eval, summary);
+    write_json(&eval_dir.join("classes.json"), classes)?;
+
+    let summary = Summary {
+        splits,
+        classes: classes.classes.len(),
+    };
+    write_json(&out_dir.join("summary.json"), &summary)?;
+    Ok(summary)
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Encode {
+        what: "benchmark json",
+        why: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
