@@ -20,6 +20,8 @@ use crate::select::parse_device;
 pub enum BenchCommand {
     /// Joint selection of b from B, against the machine's GEMM rate and the paper's way in numpy.
     Select(SelectBench),
+    /// The data loader: samples/s through read → decode → preprocess → tokenise, and peak memory.
+    Loader(crate::bench_loader::LoaderBench),
 }
 
 #[derive(Args)]
@@ -83,6 +85,7 @@ struct Baseline {
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Select(args) => bench_select(args),
+        BenchCommand::Loader(args) => crate::bench_loader::run(args),
     }
 }
 
@@ -389,19 +392,19 @@ fn sync(device: Device) {
 /// The process's peak resident memory since `reset`, from Linux's VmHWM (reset through
 /// /proc/self/clear_refs), minus what was resident at the reset. malloc's free lists are returned
 /// to the system first, so that memory freed earlier cannot hide new use.
-struct PeakRss {
+pub(crate) struct PeakRss {
     base: u64,
 }
 
 impl PeakRss {
-    fn reset() -> Self {
+    pub(crate) fn reset() -> Self {
         crate::malloc::release_free_memory();
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         Self {
             base: status_bytes("VmRSS"),
         }
     }
-    fn extra(&self) -> u64 {
+    pub(crate) fn extra(&self) -> u64 {
         status_bytes("VmHWM").saturating_sub(self.base)
     }
 }

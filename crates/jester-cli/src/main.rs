@@ -1,9 +1,12 @@
 //! `jester`: JEST data selection for image-text contrastive learning.
 mod bench;
+mod bench_loader;
 mod data;
 mod malloc;
 mod output;
 mod select;
+mod shards;
+mod tokenizer;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +28,12 @@ enum Command {
     /// Generate data sets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Build, inspect and split WebDataset shards.
+    #[command(subcommand)]
+    Shards(shards::ShardsCommand),
+    /// Learn a text tokenizer from a shard set.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::TokenizerCommand),
     /// Measure speed and memory.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -45,6 +54,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Select(args) => select::run(args),
         Command::Data(command) => data::run(command),
+        Command::Shards(command) => shards::run(command),
+        Command::Tokenizer(command) => tokenizer::run(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

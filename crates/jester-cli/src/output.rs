@@ -19,9 +19,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
-/// Applies `key=value` overrides to a serde config: the value is read as JSON where it parses
-/// (numbers, booleans), as a string otherwise; unknown keys fail on the config's
-/// `deny_unknown_fields`.
+/// Applies `key=value` overrides to a serde config; nested settings use dotted keys
+/// (`benchmark.pool=1000`). The value is read as JSON where it parses (numbers, booleans, lists),
+/// as a string otherwise; unknown keys are refused with the known ones listed.
 pub fn with_overrides<T>(config: T, overrides: &[String]) -> Result<T>
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
@@ -31,21 +31,27 @@ where
         let (key, raw) = item
             .split_once('=')
             .with_context(|| format!("--set {item:?}: expected key=value"))?;
-        let object = value.as_object_mut().context("config is not a table")?;
-        if !object.contains_key(key) {
-            let mut keys: Vec<&String> = object.keys().collect();
-            keys.sort();
-            anyhow::bail!(
-                "--set {key}: no such setting; known: {}",
-                keys.iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+        let mut slot = &mut value;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (depth, part) in parts.iter().enumerate() {
+            let object = slot.as_object_mut().with_context(|| {
+                format!(
+                    "--set {key}: {} is not a group of settings",
+                    parts[..depth].join(".")
+                )
+            })?;
+            if !object.contains_key(*part) {
+                let mut known: Vec<&String> = object.keys().collect();
+                known.sort();
+                let known: Vec<&str> = known.iter().map(|k| k.as_str()).collect();
+                anyhow::bail!(
+                    "--set {key}: no such setting; known here: {}",
+                    known.join(", ")
+                );
+            }
+            slot = object.get_mut(*part).expect("checked");
         }
-        let parsed =
-            serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.into()));
-        object.insert(key.into(), parsed);
+        *slot = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.into()));
     }
     serde_json::from_value(value).context("--set: a value has the wrong type")
 }

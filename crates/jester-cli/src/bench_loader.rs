@@ -1,0 +1,140 @@
+//! `jester bench loader`: how fast the data pipeline feeds training on this machine — shards read,
+//! images decoded, preprocessed (resize + crop + normalise) and captions tokenised, on worker
+//! threads — and its peak memory.
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use jester_data::decode::{decode, DecodeOptions};
+use jester_data::tokenizer::TextTokenizer;
+use jester_data::transform::Preprocess;
+use jester_data::{expand_shards, Loader, LoaderOptions, RawSample, ShardWriter};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::bench::PeakRss;
+
+#[derive(Args)]
+pub struct LoaderBench {
+    /// Shards to read; without it, JPEG shards of --image-size are generated in a temp folder.
+    #[arg(long, num_args = 1..)]
+    data: Vec<String>,
+    /// Side of generated images.
+    #[arg(long, default_value_t = 224)]
+    image_size: u32,
+    /// The model's input resolution.
+    #[arg(long, default_value_t = 224)]
+    resolution: u32,
+    /// Samples to generate / to time.
+    #[arg(long, default_value_t = 4000)]
+    samples: usize,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Tokens per caption.
+    #[arg(long, default_value_t = 32)]
+    context_length: usize,
+    /// Random resized crops (training) instead of centre crops.
+    #[arg(long)]
+    train: bool,
+}
+
+pub fn run(args: LoaderBench) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("jester-bench-loader-{}", std::process::id()));
+    let shards = if args.data.is_empty() {
+        generate(&dir, args.samples, args.image_size)?
+    } else {
+        expand_shards(&args.data)?
+    };
+    let captions = (0..500).map(|i| {
+        format!(
+            "a photo of object {i} in a {} scene",
+            ["red", "green", "blue"][i % 3]
+        )
+    });
+    let tokenizer = Arc::new(TextTokenizer::train_bpe(captions, 512, 1)?);
+    let preprocess = Preprocess {
+        resolution: args.resolution,
+        train: args.train,
+        ..Preprocess::default()
+    };
+    let (context, decode_options) = (args.context_length, DecodeOptions::default());
+    let work = Arc::new(move |raw: RawSample| {
+        let sample = decode(&raw, &decode_options)?;
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(jester_data::tools::inspect::fnv1a(sample.key.as_bytes()));
+        let pixels = preprocess
+            .apply(&image::DynamicImage::ImageRgb8(sample.image), &mut rng)
+            .expect("valid preprocessing");
+        let tokens = tokenizer
+            .encode(&sample.caption, context)
+            .expect("encodable caption");
+        Ok((pixels, tokens))
+    });
+    let options = LoaderOptions {
+        workers: args.workers,
+        epochs: None,
+        ..LoaderOptions::default()
+    };
+    let rss = PeakRss::reset();
+    let mut loader = Loader::new(shards, &options, work, None)?;
+    let warm = loader.next_batch(256)?.len();
+    let start = Instant::now();
+    let mut n = 0;
+    while n < args.samples {
+        n += loader.next_batch(256)?.len();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let peak = rss.extra();
+    drop(loader);
+    let _ = std::fs::remove_dir_all(&dir);
+    let source = if args.data.is_empty() {
+        format!("generated {0}×{0} JPEGs", args.image_size)
+    } else {
+        args.data.join(" ")
+    };
+    println!(
+        "loader: {:.0} samples/s ({} samples of {source} → {}×{}{}, T = {}, {} workers after {warm} warm-up); peak extra memory {:.0} MiB",
+        n as f64 / seconds,
+        n,
+        args.resolution,
+        args.resolution,
+        if args.train { " random crops" } else { " centre crops" },
+        args.context_length,
+        args.workers,
+        peak as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
+/// `samples` JPEGs of size × size (smooth gradients plus noise, so they compress like photos).
+fn generate(dir: &std::path::Path, samples: usize, size: u32) -> Result<Vec<PathBuf>> {
+    let mut writer = ShardWriter::new(dir, 1000)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for i in 0..samples {
+        let (a, b, c): (f32, f32, f32) = (rng.gen(), rng.gen(), rng.gen());
+        let img = image::RgbImage::from_fn(size, size, |x, y| {
+            let (u, v) = (x as f32 / size as f32, y as f32 / size as f32);
+            let n = (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729) ^ i as u32) % 32;
+            image::Rgb([
+                (255.0 * (a * u + (1.0 - a) * v)) as u8 ^ n as u8,
+                (255.0 * b * u * v) as u8,
+                (255.0 * c) as u8 ^ (n as u8 / 2),
+            ])
+        });
+        let mut jpeg = Cursor::new(Vec::new());
+        img.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
+        let caption = format!(
+            "a photo of object {i} in a {} scene",
+            ["red", "green", "blue"][i % 3]
+        );
+        writer.write(
+            &RawSample::new(format!("{i:09}"))
+                .with("jpg", jpeg.into_inner())
+                .with("txt", caption),
+        )?;
+    }
+    Ok(writer.finish()?)
+}
