@@ -78,14 +78,17 @@ pub fn decode(raw: &RawSample, options: &DecodeOptions) -> Result<DecodedSample,
     })
 }
 
-/// The sample's image as RGB, from the first image member present (jpg, jpeg, png, webp).
+/// The sample's image as RGB, from the first image member present (jpg, jpeg, png, webp, svg).
 pub fn decode_image(raw: &RawSample, options: &DecodeOptions) -> Result<RgbImage, SkipReason> {
-    let (_, bytes) = ["jpg", "jpeg", "png", "webp"]
+    let (extension, bytes) = crate::sample::IMAGE_EXTENSIONS
         .iter()
-        .find_map(|e| raw.member(e).map(|b| (e, b)))
+        .find_map(|e| raw.member(e).map(|b| (*e, b)))
         .ok_or(SkipReason::NoImage)?;
     if bytes.is_empty() {
         return Err(SkipReason::EmptyImage);
+    }
+    if extension == "svg" {
+        return rasterise_svg(bytes, options);
     }
     let reader = || {
         ImageReader::new(Cursor::new(bytes))
@@ -107,4 +110,35 @@ pub fn decode_image(raw: &RawSample, options: &DecodeOptions) -> Result<RgbImage
         _ => SkipReason::UndecodableImage,
     })?;
     Ok(image.into_rgb8())
+}
+
+/// An SVG drawn at its own size (scaled down to fit `max_pixels`), composited on white. Text
+/// elements are not drawn: that would need system fonts.
+fn rasterise_svg(bytes: &[u8], options: &DecodeOptions) -> Result<RgbImage, SkipReason> {
+    use resvg::{tiny_skia, usvg};
+    let tree = usvg::Tree::from_data(bytes, &usvg::Options::default())
+        .map_err(|_| SkipReason::UndecodableImage)?;
+    let size = tree.size();
+    let (w, h) = (size.width() as f64, size.height() as f64);
+    let scale = (options.max_pixels as f64 / (w * h).max(1.0))
+        .sqrt()
+        .min(1.0);
+    let (pw, ph) = (
+        ((w * scale).round() as u32).max(1),
+        ((h * scale).round() as u32).max(1),
+    );
+    let mut pixmap = tiny_skia::Pixmap::new(pw, ph).ok_or(SkipReason::ImageTooLarge)?;
+    let transform =
+        tiny_skia::Transform::from_scale((pw as f64 / w) as f32, (ph as f64 / h) as f32);
+    resvg::render(&tree, transform, &mut pixmap.as_mut());
+    // Premultiplied RGBA over white: c + (255 − a).
+    let rgb = pixmap.data().chunks_exact(4).flat_map(|p| {
+        let white = 255 - p[3];
+        [
+            p[0].saturating_add(white),
+            p[1].saturating_add(white),
+            p[2].saturating_add(white),
+        ]
+    });
+    Ok(RgbImage::from_raw(pw, ph, rgb.collect()).expect("w × h × 3 bytes"))
 }

@@ -26,19 +26,23 @@ pub enum ShardItem {
 
 /// Calls `each` with every sample (or skip) of the shard at `path`, in order. Errors only when the
 /// file cannot be opened or is not a tar archive.
-pub fn read_shard(path: &Path, mut each: impl FnMut(ShardItem)) -> Result<()> {
+pub fn read_shard(path: &Path, each: impl FnMut(ShardItem)) -> Result<()> {
     let file = File::open(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len == 0 {
+    if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(Error::NotATar {
             path: path.to_owned(),
             why: "the file is empty".into(),
         });
     }
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+    read_tar(BufReader::with_capacity(1 << 20, file), path, each)
+}
+
+/// [`read_shard`] on any byte stream; `path` only names it in errors. (The fuzz target's entry.)
+pub fn read_tar(reader: impl Read, path: &Path, mut each: impl FnMut(ShardItem)) -> Result<()> {
+    let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| Error::NotATar {
         path: path.to_owned(),
         why: e.to_string(),

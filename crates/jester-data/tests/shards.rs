@@ -177,6 +177,10 @@ fn broken_samples_are_skipped_and_counted_by_reason() {
         RawSample::new("jsoncaption")
             .with("webp", encoded(4, 4, image::ImageFormat::WebP, 5))
             .with("json", "{\"caption\": \"from json\"}"),
+        RawSample::new("svg")
+            .with("svg", r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10"><rect x="10" width="10" height="10" fill="#ff0000"/></svg>"##)
+            .with("txt", "a red square on the right"),
+        RawSample::new("badsvg").with("svg", "<svg oops").with("txt", "broken vector"),
         RawSample::new("badjson")
             .with("png", encoded(4, 4, image::ImageFormat::Png, 6))
             .with("json", "{not json"),
@@ -194,11 +198,15 @@ fn broken_samples_are_skipped_and_counted_by_reason() {
         "the 20k × 20k image must not be decoded"
     );
     let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["000000", "jsoncaption", "000001"]);
+    assert_eq!(keys, ["000000", "jsoncaption", "svg", "000001"]);
     assert_eq!(got[1].1, "from json");
     let s = loader.skipped();
+    assert_eq!(
+        s.get(SkipReason::UndecodableImage),
+        2,
+        "a corrupt jpeg and a broken svg: {s}"
+    );
     for reason in [
-        SkipReason::UndecodableImage,
         SkipReason::EmptyImage,
         SkipReason::ImageTooLarge,
         SkipReason::NoCaption,
@@ -209,8 +217,8 @@ fn broken_samples_are_skipped_and_counted_by_reason() {
     ] {
         assert_eq!(s.get(reason), 1, "{reason:?} in {s}");
     }
-    assert_eq!(s.total(), 8);
-    assert!(s.to_string().starts_with("8 skipped: "), "{s}");
+    assert_eq!(s.total(), 9);
+    assert!(s.to_string().starts_with("9 skipped: "), "{s}");
 }
 
 #[test]

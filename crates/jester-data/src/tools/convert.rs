@@ -14,7 +14,7 @@ pub struct ConvertReport {
     pub shards: Vec<PathBuf>,
     /// Captions file rows whose image is not in the folder.
     pub missing_image: u64,
-    /// Files whose extension is not jpg, jpeg, png or webp.
+    /// Files whose extension is not jpg, jpeg, png, webp or svg.
     pub unsupported_extension: u64,
     /// Rows with an empty caption.
     pub empty_caption: u64,
@@ -122,7 +122,7 @@ pub fn convert(
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        if !["jpg", "jpeg", "png", "webp"].contains(&extension.as_str()) {
+        if !crate::sample::IMAGE_EXTENSIONS.contains(&extension.as_str()) {
             report.unsupported_extension += 1;
             continue;
         }
