@@ -116,40 +116,22 @@ struct Settings {
 
 pub fn run(args: SelectArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let (learner, learner_name) = match (&args.learner, &args.learner_npy.learner_image) {
-        (Some(path), _) => (jester::io::read_safetensors(path)?, path.display().to_string()),
-        (None, Some(image)) => {
-            let n = &args.learner_npy;
-            let text = n.learner_text.as_deref().context("--learner-text is required")?;
-            let e = jester::io::read_npy_pair(image, text, n.learner_t.unwrap_or(f64::NAN), n.learner_b.unwrap_or(f64::NAN))?;
-            (e, format!("{} + {}", image.display(), text.display()))
-        }
-        (None, None) => bail!("give --learner FILE.safetensors or --learner-image/--learner-text/--learner-t/--learner-b"),
-    };
-    let (reference, reference_name) = match (&args.reference, &args.reference_npy.reference_image) {
-        (Some(path), _) => (
-            Some(jester::io::read_safetensors(path)?),
-            Some(path.display().to_string()),
-        ),
-        (None, Some(image)) => {
-            let n = &args.reference_npy;
-            let text = n
-                .reference_text
-                .as_deref()
-                .context("--reference-text is required")?;
-            let e = jester::io::read_npy_pair(
-                image,
-                text,
-                n.reference_t.unwrap_or(f64::NAN),
-                n.reference_b.unwrap_or(f64::NAN),
-            )?;
-            (
-                Some(e),
-                Some(format!("{} + {}", image.display(), text.display())),
-            )
-        }
-        (None, None) => (None, None),
-    };
+    let l = &args.learner_npy;
+    let (learner, learner_name) = load_model(
+        args.learner.as_deref(),
+        [l.learner_image.as_deref(), l.learner_text.as_deref()],
+        [l.learner_t, l.learner_b],
+    )?
+    .context(
+        "give --learner FILE.safetensors or --learner-image/--learner-text/--learner-t/--learner-b",
+    )?;
+    let r = &args.reference_npy;
+    let (reference, reference_name) = load_model(
+        args.reference.as_deref(),
+        [r.reference_image.as_deref(), r.reference_text.as_deref()],
+        [r.reference_t, r.reference_b],
+    )?
+    .unzip();
     if let (Some(r), Some(name)) = (&reference, &reference_name) {
         if r.len() != learner.len() {
             bail!(
@@ -253,6 +235,31 @@ pub fn run(args: SelectArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// One model's embeddings from a safetensors file or an `.npy` pair with its t and b (clap has
+/// already checked that the npy flags come together), and a name for reports; `None` if neither.
+fn load_model(
+    file: Option<&std::path::Path>,
+    [image, text]: [Option<&std::path::Path>; 2],
+    [t, b]: [Option<f64>; 2],
+) -> Result<Option<(jester::PairEmbeddings, String)>> {
+    Ok(match (file, image, text) {
+        (Some(path), _, _) => Some((
+            jester::io::read_safetensors(path)?,
+            path.display().to_string(),
+        )),
+        (None, Some(image), Some(text)) => {
+            let e = jester::io::read_npy_pair(
+                image,
+                text,
+                t.unwrap_or(f64::NAN),
+                b.unwrap_or(f64::NAN),
+            )?;
+            Some((e, format!("{} + {}", image.display(), text.display())))
+        }
+        _ => None,
+    })
 }
 
 pub fn parse_device(name: &str) -> Result<tch::Device> {
