@@ -10,7 +10,7 @@
 //! and need clamping, for little gain at these sizes.
 use std::borrow::Cow;
 
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::{DynamicImage, RgbImage};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,6 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's per-channel standard deviation, published as (0.26862954, 0.26130258, 0.27577711);
 /// written here as the nearest f32s.
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
-
-const FILTER: FilterType = FilterType::Triangle;
 
 /// How images become tensors; every field has a default (SigLIP's input at 224 px).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,14 +124,14 @@ impl Preprocess {
         let r = self.resolution;
         let out = if self.train {
             let [x, y, w, h] = self.random_crop(width, height, rng);
-            let mut out = imageops::resize(&*imageops::crop_imm(&*rgb, x, y, w, h), r, r, FILTER);
+            let mut out = resize(&rgb, [x, y, w, h], r, r);
             if self.flip && rng.gen_bool(0.5) {
                 imageops::flip_horizontal_in_place(&mut out);
             }
             out
         } else {
             let (w, h) = shorter_side_to(width, height, r);
-            let resized = imageops::resize(&*rgb, w, h, FILTER);
+            let resized = resize(&rgb, [0, 0, width, height], w, h);
             imageops::crop_imm(&resized, (w - r) / 2, (h - r) / 2, r, r).to_image()
         };
         Ok(self.normalise(&out))
@@ -198,6 +196,22 @@ fn shorter_side_to(width: u32, height: u32, r: u32) -> (u32, u32) {
     } else {
         (scaled(width, height), r)
     }
+}
+
+/// The region `[x, y, w, h]` of `image` resampled to `out_w × out_h` with a bilinear (triangle)
+/// convolution, antialiased when shrinking — the filter PIL and torchvision use — by
+/// fast_image_resize's SIMD kernels (see BENCHMARKS.md: the image crate's generic resize made
+/// 224-px training crops resize-bound).
+fn resize(image: &RgbImage, [x, y, w, h]: [u32; 4], out_w: u32, out_h: u32) -> RgbImage {
+    use fast_image_resize as fr;
+    let mut out = RgbImage::new(out_w, out_h);
+    let options = fr::ResizeOptions::new()
+        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+        .crop(f64::from(x), f64::from(y), f64::from(w), f64::from(h));
+    fr::Resizer::new()
+        .resize(image, &mut out, &options)
+        .expect("RGB8 into RGB8 of a non-empty size cannot fail");
+    out
 }
 
 #[cfg(test)]
