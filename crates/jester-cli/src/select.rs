@@ -153,11 +153,7 @@ pub fn run(args: SelectArgs) -> Result<()> {
         bail!("the {} score needs the reference model's embeddings: pass --reference FILE (or --reference-image ...)", config.score.name());
     }
     let n = learner.len();
-    let chunks = if config.method == Method::Joint {
-        config.chunks
-    } else {
-        1
-    };
+    let chunks = config.chunks_drawn();
     let size = match args.batch {
         Some(b) => SelectionSize::new(n, b, chunks)?,
         None => SelectionSize::from_filter_ratio(n, args.filter_ratio, chunks)?,

@@ -14,6 +14,9 @@ pub enum Error {
     /// A file a user gave that cannot be used; `why` says what is wrong and how to fix it.
     #[error("{}: {why}", path.display())]
     Input { path: PathBuf, why: String },
+    /// The loader's work function panicked on a sample (a bug, not bad data).
+    #[error("the loader's work panicked on sample {key:?}; see the panic message above")]
+    WorkerPanicked { key: String },
     /// A shard spec (file, folder, glob, brace range) that names nothing usable.
     #[error("shards {spec:?}: {why}")]
     Shards { spec: String, why: String },

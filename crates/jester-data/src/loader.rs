@@ -131,10 +131,17 @@ impl<T: Send + 'static> Loader<T> {
             threads.push(std::thread::spawn(move || {
                 for (n, item) in rx {
                     let done = match item {
-                        Item::Raw(raw) => match work(raw) {
-                            Ok(v) => Done::Value(v),
-                            Err(reason) => Done::Skip(reason),
-                        },
+                        Item::Raw(raw) => {
+                            let key = raw.key.clone();
+                            // A panic must reach the consumer as an error: a worker that died
+                            // silently would leave its item missing and `next` waiting forever.
+                            let run = std::panic::AssertUnwindSafe(|| work(raw));
+                            match std::panic::catch_unwind(run) {
+                                Ok(Ok(v)) => Done::Value(v),
+                                Ok(Err(reason)) => Done::Skip(reason),
+                                Err(_) => Done::Fatal(Error::WorkerPanicked { key }),
+                            }
+                        }
                         Item::Skip(reason) => Done::Skip(reason),
                         Item::EndOfEpoch => Done::EndOfEpoch,
                         Item::Fatal(e) => Done::Fatal(e),

@@ -1,6 +1,6 @@
 //! The synthetic-scene benchmark, and through it the parts both generators share (DATA.md
 //! §Benchmarks): layout, determinism, noise rates, curation levels, zero-shot classes, configs.
-#[path = "benchmark_support.rs"]
+#[path = "support/benchmark.rs"]
 mod support;
 
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The Fashion-MNIST scene benchmark (DATA.md §Benchmarks 2). The tests that need the real
 //! files skip (with a message) where `apt-get install -y dataset-fashion-mnist` has not been run;
 //! the error for missing or broken files is always tested.
-#[path = "benchmark_support.rs"]
+#[path = "support/benchmark.rs"]
 mod support;
 
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! What each noise kind of the synthetic benchmark does (DATA.md, "The raw pool mimics web
 //! noise"), the cluster structure (DATA.md, "Batch-level structure matters") and how rare
 //! duplicate captions are in a batch.
-#[path = "benchmark_support.rs"]
+#[path = "support/benchmark.rs"]
 mod support;
 
 use std::collections::{HashMap, HashSet};

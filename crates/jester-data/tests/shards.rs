@@ -268,3 +268,19 @@ fn a_file_that_is_not_a_tar_is_an_error_naming_it() {
         );
     }
 }
+
+#[test]
+fn a_panicking_work_function_is_an_error_not_a_hang() {
+    let dir = workdir("panic");
+    let shards = write(&dir, (0..20).map(good), 100);
+    let work: jester_data::loader::Work<String> = Arc::new(|raw: RawSample| {
+        assert_ne!(raw.key, "000007", "a bug in the work function");
+        Ok(raw.key)
+    });
+    let results: Vec<_> = Loader::new(shards, &options(false, 2, 1, 0), work, None)
+        .unwrap()
+        .collect();
+    assert_eq!(results.iter().take_while(|r| r.is_ok()).count(), 7);
+    let err = results.last().unwrap().as_ref().unwrap_err().to_string();
+    assert!(err.contains("000007") && err.contains("panicked"), "{err}");
+}

@@ -89,6 +89,16 @@ impl Default for SelectConfig {
     }
 }
 
+impl SelectConfig {
+    /// The chunks actually drawn: N for joint selection, 1 for the others.
+    pub fn chunks_drawn(&self) -> usize {
+        match self.method {
+            Method::Joint => self.chunks,
+            Method::Independent | Method::Uniform => 1,
+        }
+    }
+}
+
 /// The selected examples: `indices` into the super-batch in selection order, and the positions in
 /// `indices` that each chunk filled.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -163,11 +173,11 @@ fn prepare<'a>(
             format!("gain {} must be finite and ≥ 0", config.gain),
         ));
     }
-    let (score, chunks) = match config.method {
-        Method::Joint => (config.score, config.chunks),
-        Method::Independent => (config.score, 1),
-        Method::Uniform => (ScoreKind::Uniform, 1),
+    let score = match config.method {
+        Method::Uniform => ScoreKind::Uniform,
+        Method::Joint | Method::Independent => config.score,
     };
+    let chunks = config.chunks_drawn();
     let size = SelectionSize::new(learner.len(), batch, chunks)?;
     Ok((Scorer::new(score, learner, reference)?, size.chunk_sizes()))
 }
