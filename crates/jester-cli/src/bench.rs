@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Select(SelectBench),
     /// The data loader: samples/s through read → decode → preprocess → tokenise, and peak memory.
     Loader(crate::bench_loader::LoaderBench),
+    /// Training throughput of every method: steps/s, examples/s, MFU, cost relative to uniform.
+    Train(crate::bench_train::TrainBench),
 }
 
 #[derive(Args)]
@@ -86,6 +88,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Select(args) => bench_select(args),
         BenchCommand::Loader(args) => crate::bench_loader::run(args),
+        BenchCommand::Train(args) => crate::bench_train::run(args),
     }
 }
 
@@ -370,7 +373,7 @@ fn print_report(r: &Report) {
 }
 
 /// Best rate over a few timed calls of `f` (after one warm-up).
-fn gflops(flop: f64, device: Device, f: impl Fn()) -> f64 {
+pub(crate) fn gflops(flop: f64, device: Device, f: impl Fn()) -> f64 {
     f();
     sync(device);
     (0..5)

@@ -1,12 +1,14 @@
 //! `jester`: JEST data selection for image-text contrastive learning.
 mod bench;
 mod bench_loader;
+mod bench_train;
 mod data;
 mod malloc;
 mod output;
 mod select;
 mod shards;
 mod tokenizer;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,10 @@ enum Command {
     /// Learn a text tokenizer from a shard set.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokenizerCommand),
+    /// Train a model: uniform, jest, independent or flexi-jest (a reference is a uniform run).
+    Train(train::TrainArgs),
+    /// Cache a trained model's embeddings of a shard set (the reference for `train`).
+    Embed(train::EmbedArgs),
     /// Measure speed and memory.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -56,6 +62,8 @@ fn main() -> std::process::ExitCode {
         Command::Data(command) => data::run(command),
         Command::Shards(command) => shards::run(command),
         Command::Tokenizer(command) => tokenizer::run(command),
+        Command::Train(args) => train::run(args),
+        Command::Embed(args) => train::embed(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

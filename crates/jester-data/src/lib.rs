@@ -16,6 +16,8 @@ pub mod tools;
 pub mod transform;
 
 pub use error::{Error, Result};
+/// The image crate jester-data decodes with (re-exported so users name the same version).
+pub use image;
 pub use loader::{Loader, LoaderCursor, LoaderOptions};
 pub use sample::RawSample;
 pub use shard_writer::ShardWriter;

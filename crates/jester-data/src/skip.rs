@@ -28,6 +28,8 @@ pub enum SkipReason {
     NonUtf8Caption,
     /// A `.json` member that does not parse.
     BadJson,
+    /// A caption the tokenizer refuses (e.g. a WordPiece vocabulary without its unknown token).
+    Untokenizable,
 }
 
 impl SkipReason {
@@ -43,6 +45,7 @@ impl SkipReason {
             Self::EmptyCaption => "empty-caption",
             Self::NonUtf8Caption => "non-utf8-caption",
             Self::BadJson => "bad-json",
+            Self::Untokenizable => "untokenizable",
         }
     }
 }

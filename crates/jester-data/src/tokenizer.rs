@@ -232,6 +232,18 @@ impl TextTokenizer {
     /// Fails only where the tokenizer itself does, e.g. a WordPiece or WordLevel model whose
     /// `unk_token` is missing from its vocabulary meeting an unknown word.
     pub fn encode(&self, text: &str, context_length: usize) -> Result<Vec<u32>> {
+        Ok(self.encode_with_length(text, context_length)?.0)
+    }
+
+    /// [`encode`](Self::encode), and how many of the T ids are the caption's own (special tokens
+    /// included) before the padding: the text tower pools at position `length − 1`, the
+    /// end-of-text marker for jester's tokenizers. (The pad id can be a real token of a user's
+    /// tokenizer, so padding cannot be found by id afterwards.)
+    pub fn encode_with_length(
+        &self,
+        text: &str,
+        context_length: usize,
+    ) -> Result<(Vec<u32>, usize)> {
         let failed = |e: tokenizers::Error| Error::Tokenizer {
             op: "encode",
             why: format!("{text:?}: {e}"),
@@ -251,8 +263,10 @@ impl TextTokenizer {
             .post_process(encoding, None, true)
             .map_err(failed)?;
         let mut ids = encoding.get_ids().to_vec();
+        ids.truncate(context_length);
+        let length = ids.len();
         ids.resize(context_length, self.pad_id);
-        Ok(ids)
+        Ok((ids, length))
     }
 
     /// Captions as row-major ids `[n, T]` (n = `texts.len()`, T = `context_length`), each row as

@@ -25,6 +25,15 @@ pub enum Error {
     },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Data(#[from] jester_data::Error),
+    /// Training met a NaN or infinite value; the run stops, the last checkpoint stays good.
+    #[error("{what} at step {step}; stopped. Last good checkpoint: {}", checkpoint.as_ref().map_or("none yet".into(), |p| p.display().to_string()))]
+    NonFinite {
+        step: usize,
+        what: String,
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 impl Error {

@@ -9,11 +9,15 @@
 //!   → the sub-batch the learner trains on
 //! ```
 //! CUDA is used when libtorch sees a GPU ([`default_device`]), the CPU otherwise, with one build.
+pub mod embed;
 pub mod embeddings;
 pub mod error;
+pub mod flops;
 pub mod io;
 pub mod loss;
+pub mod model;
 pub mod select;
+pub mod train;
 
 pub use embeddings::PairEmbeddings;
 pub use error::{Error, Result};

@@ -1,0 +1,323 @@
+//! `jester train` and `jester embed`.
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use jester::select::ScoreKind;
+use jester::train::{
+    load_trained, train, Observer, ReferenceSource, Start, TrainConfig, TrainMethod, TrainOptions,
+    TrainSummary,
+};
+
+use crate::output::{with_overrides, write_json};
+use crate::select::parse_device;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training shards: folders, files, globs or brace ranges (a `jester data` folder's `pool`).
+    #[arg(long, num_args = 1..)]
+    data: Vec<String>,
+    /// The run folder (config, tokenizer, metrics, checkpoints, weights).
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// A preset (tiny, small, b16) or a TOML file (optionally naming `preset = "..."` to start from).
+    #[arg(long, default_value = "tiny")]
+    config: String,
+    /// Overrides, e.g. `--set optim.lr=3e-4 --set model.image.depth=4`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[arg(long)]
+    method: Option<TrainMethod>,
+    #[arg(long)]
+    score: Option<ScoreKind>,
+    #[arg(long)]
+    filter_ratio: Option<f64>,
+    #[arg(long)]
+    chunks: Option<usize>,
+    /// b, examples trained per step.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Cached reference embeddings from `jester embed` (looked up by sample key).
+    #[arg(long, conflicts_with = "reference_model")]
+    reference: Option<PathBuf>,
+    /// A trained reference run, scored online at every step instead of from a cache.
+    #[arg(long)]
+    reference_model: Option<PathBuf>,
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Continue the run in this folder from its newest checkpoint (same config and data).
+    #[arg(long, conflicts_with_all = ["out", "config", "set", "method", "score", "steps"])]
+    resume: Option<PathBuf>,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// The inputs of a run, saved beside it so `--resume` needs nothing else.
+#[derive(Serialize, Deserialize)]
+struct RunInputs {
+    data: Vec<String>,
+    reference: Option<PathBuf>,
+    reference_model: Option<PathBuf>,
+}
+
+/// Reads `--config`: a preset name, or a TOML file merged over its `preset` (default tiny).
+pub fn load_config(spec: &str, overrides: &[String]) -> Result<TrainConfig> {
+    let base = if Path::new(spec).extension().is_some_and(|e| e == "toml") {
+        let text = std::fs::read_to_string(spec).with_context(|| format!("reading {spec}"))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {spec}"))?;
+        let mut file = serde_json::to_value(&table)?;
+        let preset = file
+            .as_object_mut()
+            .and_then(|o| o.remove("preset"))
+            .and_then(|p| p.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "tiny".into());
+        let mut value = serde_json::to_value(TrainConfig::preset(&preset)?)?;
+        merge(&mut value, file, spec)?;
+        serde_json::from_value(value)
+            .with_context(|| format!("{spec}: a setting has the wrong type"))?
+    } else {
+        TrainConfig::preset(spec)?
+    };
+    with_overrides(base, overrides)
+}
+
+/// Deep-merges `patch` into `base`, refusing keys `base` does not have.
+fn merge(base: &mut serde_json::Value, patch: serde_json::Value, origin: &str) -> Result<()> {
+    match (base, patch) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(patch)) => {
+            for (key, value) in patch {
+                let Some(slot) = base.get_mut(&key) else {
+                    let mut known: Vec<&String> = base.keys().collect();
+                    known.sort();
+                    bail!("{origin}: unknown setting `{key}`; known here: {known:?}");
+                };
+                merge(slot, value, origin)?;
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+    Ok(())
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let (start, out, inputs) = if let Some(dir) = &args.resume {
+        let path = dir.join("inputs.json");
+        let mut inputs: RunInputs = serde_json::from_slice(
+            &std::fs::read(&path)
+                .with_context(|| format!("{}: not a jester run folder", dir.display()))?,
+        )?;
+        if !args.data.is_empty() {
+            inputs.data = args.data.clone();
+        }
+        (Start::Resume, dir.clone(), inputs)
+    } else {
+        let mut config = load_config(&args.config, &args.set)?;
+        if let Some(m) = args.method {
+            config.method = m;
+        }
+        if let Some(s) = args.score {
+            config.score = s;
+        }
+        if let Some(f) = args.filter_ratio {
+            config.filter_ratio = f;
+        }
+        if let Some(n) = args.chunks {
+            config.chunks = n;
+        }
+        if let Some(b) = args.batch {
+            config.batch = b;
+        }
+        if let Some(s) = args.steps {
+            config.steps = s;
+        }
+        if let Some(s) = args.seed {
+            config.seed = s;
+        }
+        if let Some(k) = args.checkpoint_every {
+            config.checkpoint_every = k;
+        }
+        if args.data.is_empty() {
+            bail!("--data is required: the training shards (e.g. a `jester data synth` folder's pool)");
+        }
+        let out = args
+            .out
+            .clone()
+            .expect("clap requires --out without --resume");
+        let inputs = RunInputs {
+            data: args.data.clone(),
+            reference: args.reference.clone(),
+            reference_model: args.reference_model.clone(),
+        };
+        if out.join("config.json").exists() {
+            bail!(
+                "{} already holds a run; continue it with `jester train --resume {}`, or give a new --out",
+                out.display(),
+                out.display()
+            );
+        }
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        write_json(&out.join("inputs.json"), &inputs)?;
+        (Start::Fresh(Box::new(config)), out, inputs)
+    };
+    let reference = match (&inputs.reference, &inputs.reference_model) {
+        (Some(path), _) => ReferenceSource::Cache(path.clone()),
+        (None, Some(dir)) => ReferenceSource::Model(dir.clone()),
+        (None, None) => ReferenceSource::None,
+    };
+    let options = TrainOptions {
+        out: out.clone(),
+        data: inputs.data,
+        reference,
+        device,
+    };
+    let mut progress = Progress::new();
+    let summary = train(start, &options, &mut progress)?;
+    progress.finish();
+    report(&summary, &out);
+    Ok(())
+}
+
+fn report(summary: &TrainSummary, out: &Path) {
+    eprintln!(
+        "{} steps of {} (b = {}, B = {}): final loss {:.4}, {:.2} steps/s, {:.3e} FLOPs ({:.2}× uniform per step); {} samples skipped",
+        summary.steps,
+        summary.method.name(),
+        summary.batch,
+        summary.super_batch,
+        summary.final_loss,
+        summary.steps_per_second,
+        summary.flops_train + summary.flops_score,
+        summary.cost_vs_uniform,
+        summary.skipped.total(),
+    );
+    eprintln!("run folder: {}", out.display());
+}
+
+/// A progress bar on a terminal; log lines otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Self { bar: None }
+    }
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn started(&mut self, config: &TrainConfig, from_step: usize) {
+        tracing::info!(
+            "training {} for {} steps (b = {}, B = {}){}",
+            config.method.name(),
+            config.steps,
+            config.batch,
+            config.super_batch(),
+            if from_step > 0 {
+                format!(", resuming after step {from_step}")
+            } else {
+                String::new()
+            }
+        );
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(config.steps as u64).with_position(from_step as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps, ETA {eta} {msg}",
+                )
+                .expect("template"),
+            );
+            self.bar = Some(bar);
+        }
+    }
+    fn stepped(&mut self, step: usize, loss: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss {loss:.4}"));
+        }
+    }
+    fn logged(&mut self, line: &serde_json::Value) {
+        if self.bar.is_none() {
+            tracing::info!(
+                "step {} loss {:.4} lr {:.2e} t {:.2} b {:.2} grad {:.3}",
+                line["step"],
+                line["loss"].as_f64().unwrap_or(f64::NAN),
+                line["lr"].as_f64().unwrap_or(f64::NAN),
+                line["t"].as_f64().unwrap_or(f64::NAN),
+                line["b"].as_f64().unwrap_or(f64::NAN),
+                line["grad_norm"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
+    }
+    fn checkpointed(&mut self, step: usize, dir: &Path) {
+        if self.bar.is_none() {
+            tracing::info!("checkpoint at step {step}: {}", dir.display());
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// A trained run folder (`jester train --out`).
+    #[arg(long)]
+    model: PathBuf,
+    /// The shards to embed (e.g. the pool the learner will train on).
+    #[arg(long, num_args = 1.., required = true)]
+    data: Vec<String>,
+    /// The embeddings file to write (safetensors; keys in its metadata).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn embed(args: EmbedArgs) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let trained = load_trained(&args.model, device)?;
+    tracing::info!("embedding with {}", trained.weights.display());
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| ProgressBar::new_spinner().with_message("samples embedded"));
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let summary =
+        jester::embed::embed_shards(&trained, &args.data, &args.out, args.batch, workers, |n| {
+            if let Some(bar) = &bar {
+                bar.set_position(n as u64);
+            }
+        })?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    eprintln!(
+        "{} samples embedded (D = {}, t = {:.3}, b = {:.3}) into {}; {} skipped{}",
+        summary.samples,
+        summary.dim,
+        summary.t,
+        summary.b,
+        args.out.display(),
+        summary.skipped.total(),
+        if summary.skipped.total() > 0 {
+            format!(" {:?}", summary.skipped)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! `jester embed`: a trained model's image and text embeddings (with its t and b) for a whole
+//! shard set, keyed by sample key and streamed to disk (JEST.md §6: the reference is cached as
+//! embeddings, never as scores, because scores depend on which examples share a batch).
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use jester_data::transform::Preprocess;
+use jester_data::{expand_shards, Loader, LoaderOptions, SkipCounts};
+
+use crate::error::Result;
+use crate::train::batch::{assemble, example_work, Example};
+use crate::train::{EmbeddingWriter, TrainedModel};
+
+/// What an embedding pass wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct EmbedSummary {
+    pub samples: usize,
+    pub dim: usize,
+    pub t: f64,
+    pub b: f64,
+    pub skipped: SkipCounts,
+}
+
+/// Embeds every sample of `data` once, in file order, `batch` at a time, into `out`
+/// (the layout of [`crate::train::reference`]); `progress` sees the running sample count.
+pub fn embed_shards(
+    trained: &TrainedModel,
+    data: &[String],
+    out: &Path,
+    batch: usize,
+    workers: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<EmbedSummary> {
+    let config = &trained.config;
+    let shards = expand_shards(data)?;
+    let options = LoaderOptions {
+        shuffle: false,
+        shuffle_buffer: 0,
+        workers: workers.max(1),
+        prefetch: (2 * batch).max(64),
+        epochs: Some(1),
+        seed: 0,
+    };
+    let preprocess = Preprocess {
+        resolution: config.model.image.image_size as u32,
+        ..Preprocess::default()
+    };
+    let work = example_work(
+        config.data.decode.clone(),
+        preprocess,
+        Arc::new(trained.tokenizer.clone()),
+        config.model.text.context_length,
+        config.seed,
+    );
+    let mut loader: Loader<Example> = Loader::new(shards, &options, work, None)?;
+    let mut writer = EmbeddingWriter::create(out)?;
+    let model = &trained.model;
+    let patch = config.model.image.patch_size;
+    loop {
+        let examples = loader.next_batch(batch.max(1))?;
+        if examples.is_empty() {
+            break;
+        }
+        let drawn = assemble(examples, model.device());
+        let embeddings = model.embed(&drawn.tensors, patch)?;
+        writer.append(&drawn.keys, embeddings.image(), embeddings.text())?;
+        progress(writer.len());
+    }
+    let (t, b) = {
+        let _guard = tch::no_grad_guard();
+        (
+            model.temperature().double_value(&[]),
+            model.bias().double_value(&[]),
+        )
+    };
+    let samples = writer.len();
+    writer.finish(t, b)?;
+    Ok(EmbedSummary {
+        samples,
+        dim: config.model.embed_dim,
+        t,
+        b,
+        skipped: loader.skipped().clone(),
+    })
+}

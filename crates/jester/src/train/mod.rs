@@ -1,0 +1,17 @@
+//! Training (JEST.md §§4–7): one loop for every method.
+//!
+//! ```text
+//! Loader (shards → Example) ─► super-batch of B ─► learner embeddings (no grad, scoring patch)
+//!   + reference embeddings (cache by key, or online) ─► select b ─► AdamW step on the b
+//! ```
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod optim;
+pub mod reference;
+pub mod run;
+
+pub use checkpoint::{load_trained, TrainedModel};
+pub use config::{DataConfig, FlexiConfig, OptimConfig, TrainConfig, TrainMethod};
+pub use reference::{EmbeddingCache, EmbeddingWriter};
+pub use run::{train, Observer, ReferenceSource, Silent, Start, TrainOptions, TrainSummary};

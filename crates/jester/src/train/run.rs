@@ -1,0 +1,654 @@
+//! The thin loop around the step (STYLE.md 7): set-up or resume, then per step draw → score →
+//! select → train, with metrics, checkpoints and the NaN guard at their cadences.
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::json;
+use tch::Device;
+
+use jester_data::decode::caption;
+use jester_data::shard_reader::{read_shard, ShardItem};
+use jester_data::tokenizer::TextTokenizer;
+use jester_data::transform::Preprocess;
+use jester_data::{expand_shards, Loader, LoaderOptions, SkipCounts};
+
+use super::batch::{assemble, example_work, Drawn, Example};
+use super::checkpoint::{
+    latest_checkpoint, load_trained, read_config, read_state, save_checkpoint, save_model_atomic,
+    write_atomic, RunState,
+};
+use super::config::{TrainConfig, TrainMethod};
+use super::optim::{learning_rate, AdamW};
+use super::reference::EmbeddingCache;
+use crate::embeddings::PairEmbeddings;
+use crate::error::{Error, Result};
+use crate::flops;
+use crate::loss::LossKind;
+use crate::model::{BatchTensors, TwoTower};
+use crate::select::{batch_score, select, uniform_batch_score, Method, ScoreKind, SelectConfig};
+
+/// Where the reference's embeddings come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReferenceSource {
+    /// No reference (uniform training, or the hard-learner score).
+    None,
+    /// A cache written by `jester embed`, looked up by sample key (JEST.md §6).
+    Cache(PathBuf),
+    /// A trained run folder, scored online at every step (≈ B extra forwards per step).
+    Model(PathBuf),
+}
+
+/// How a run starts.
+pub enum Start {
+    /// A new run with this config in an empty (or new) folder.
+    Fresh(Box<TrainConfig>),
+    /// Continue the run in the folder from its newest checkpoint, with its saved config.
+    Resume,
+}
+
+/// What a run needs besides its config.
+pub struct TrainOptions {
+    pub out: PathBuf,
+    /// Shard specs: files, folders, globs, brace ranges.
+    pub data: Vec<String>,
+    pub reference: ReferenceSource,
+    pub device: Device,
+}
+
+/// Hooks for progress display; every method has a do-nothing default.
+pub trait Observer {
+    fn started(&mut self, _config: &TrainConfig, _from_step: usize) {}
+    fn stepped(&mut self, _step: usize, _loss: f64) {}
+    fn logged(&mut self, _line: &serde_json::Value) {}
+    fn checkpointed(&mut self, _step: usize, _dir: &Path) {}
+}
+
+/// An observer that shows nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// The totals of a finished run (`summary.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub method: TrainMethod,
+    pub steps: usize,
+    pub batch: usize,
+    pub super_batch: usize,
+    pub parameters: usize,
+    pub examples_seen: u64,
+    pub examples_drawn: u64,
+    pub flops_train: f64,
+    pub flops_score: f64,
+    /// Executed FLOPs per step relative to a uniform step of the same model and b.
+    pub cost_vs_uniform: f64,
+    pub final_loss: f64,
+    pub seconds: BTreeMap<String, f64>,
+    pub steps_per_second: f64,
+    pub skipped: SkipCounts,
+    pub noise_drawn: BTreeMap<String, u64>,
+    pub noise_selected: BTreeMap<String, u64>,
+}
+
+enum Reference {
+    None,
+    Cache(EmbeddingCache),
+    Model(Box<TwoTower>),
+}
+
+/// Runs (or resumes) a training run to its last step.
+pub fn train(
+    start: Start,
+    options: &TrainOptions,
+    observer: &mut dyn Observer,
+) -> Result<TrainSummary> {
+    let out = &options.out;
+    let shards = expand_shards(&options.data)?;
+    let (config, tokenizer) = match start {
+        Start::Fresh(config) => set_up(*config, out, &shards, &options.reference)?,
+        Start::Resume => {
+            let config = read_config(out)?;
+            let path = out.join("tokenizer.json");
+            (config, TextTokenizer::from_file(&path)?)
+        }
+    };
+    config.validate()?;
+    let reference = open_reference(&options.reference, &config, options.device)?;
+    if config.method.scores()
+        && config.score.needs_reference()
+        && matches!(reference, Reference::None)
+    {
+        return Err(Error::invalid(
+            "train",
+            format!(
+                "method {} with the {} score needs a reference: pass --reference EMBEDDINGS \
+                 (from `jester embed`) or --reference-model RUN",
+                config.method.name(),
+                config.score.name()
+            ),
+        ));
+    }
+
+    tch::manual_seed(config.seed as i64);
+    let mut model = TwoTower::new(&config.model, options.device)?;
+    let parameters = model.parameters();
+    let mut optimizer = AdamW::new(&config.optim, &parameters, config.steps);
+    let mut state = RunState::default();
+    let mut last_checkpoint = None;
+    if let Some(checkpoint) = latest_checkpoint(out)? {
+        let weights = checkpoint.join("model.safetensors");
+        model
+            .var_store_mut()
+            .load(&weights)
+            .map_err(|e| Error::Input {
+                path: weights.clone(),
+                what: format!("cannot restore the checkpoint's weights ({e})"),
+            })?;
+        optimizer.load(&checkpoint.join("optimizer.safetensors"))?;
+        state = read_state(&checkpoint)?;
+        last_checkpoint = Some(checkpoint);
+    }
+    let metrics_path = out.join("metrics.jsonl");
+    truncate_metrics(&metrics_path, state.step)?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|source| Error::Io {
+            path: metrics_path.clone(),
+            source,
+        })?;
+
+    let loader_options = LoaderOptions {
+        seed: config.seed,
+        epochs: None,
+        ..config.data.loader.clone()
+    };
+    let preprocess = Preprocess {
+        resolution: config.model.image.image_size as u32,
+        ..Preprocess::default()
+    };
+    let work = example_work(
+        config.data.decode.clone(),
+        preprocess,
+        Arc::new(tokenizer),
+        config.model.text.context_length,
+        config.seed,
+    );
+    let mut loader: Loader<Example> =
+        Loader::new(shards, &loader_options, work, Some(state.cursor.clone()))?;
+
+    let costs = StepCosts::new(&config, &reference);
+    let fault_step = fault_injection();
+    let super_batch = config.super_batch();
+    let parts = config.train_parts();
+    let mut window = Window::default();
+    let mut final_loss = f64::NAN;
+    observer.started(&config, state.step);
+    for step in state.step..config.steps {
+        let timer = Instant::now();
+        let drawn = assemble(loader.next_batch(super_batch)?, options.device);
+        let load = seconds(timer, options.device);
+        let log_now = step == 0 || (step + 1) % config.log_every == 0 || step + 1 == config.steps;
+
+        let (batch, selected, scores) = if config.method.scores() {
+            let timer = Instant::now();
+            let learner = model.embed(&drawn.tensors, config.score_patch())?;
+            let reference = reference_embeddings(&reference, &drawn, &config, options.device)?;
+            window.add("score", seconds(timer, options.device));
+            let timer = Instant::now();
+            let select_config = SelectConfig {
+                method: match config.method {
+                    TrainMethod::Independent => Method::Independent,
+                    _ => Method::Joint,
+                },
+                score: config.score,
+                loss: LossKind::Sigmoid,
+                chunks: config.chunks,
+                gain: config.gain,
+                seed: step_seed(config.seed, step),
+            };
+            let selection = select(&learner, reference.as_ref(), config.batch, &select_config)?;
+            let index = selection.index_tensor(options.device);
+            window.add("select", seconds(timer, options.device));
+            let scores = if log_now {
+                Some(score_summary(
+                    &learner,
+                    reference.as_ref(),
+                    &index,
+                    config.batch,
+                )?)
+            } else {
+                None
+            };
+            let selected: Vec<usize> = selection.indices.iter().map(|&i| i as usize).collect();
+            (drawn.tensors.select_rows(&index), selected, scores)
+        } else {
+            let all = (0..drawn.keys.len()).collect();
+            (drawn.tensors.shallow_clone(), all, None)
+        };
+
+        let timer = Instant::now();
+        let (loss, norms) = {
+            zero_grads(&parameters);
+            let mut loss = model.loss(&batch, &parts)?;
+            if fault_step == Some(step + 1) {
+                loss *= f64::NAN;
+            }
+            let value = loss.double_value(&[]);
+            if !value.is_finite() {
+                return Err(Error::NonFinite {
+                    step: step + 1,
+                    what: format!("the training loss is {value}"),
+                    checkpoint: last_checkpoint,
+                });
+            }
+            loss.backward();
+            let norms = optimizer
+                .step(&parameters, step)
+                .map_err(|e| Error::NonFinite {
+                    step: step + 1,
+                    what: e.to_string(),
+                    checkpoint: last_checkpoint.clone(),
+                })?;
+            (value, norms)
+        };
+        window.add("step", seconds(timer, options.device));
+        window.add("load", load);
+        window.steps += 1;
+        final_loss = loss;
+
+        state.step = step + 1;
+        state.cursor = loader.cursor().clone();
+        state.examples_seen += config.batch as u64;
+        state.examples_drawn += drawn.keys.len() as u64;
+        state.flops_train += costs.train;
+        state.flops_score += costs.score;
+        for (name, value) in &window.pending_seconds {
+            *state.seconds.entry(name.clone()).or_default() += value;
+        }
+        window.pending_seconds.clear();
+        count_noise(
+            &drawn.noise,
+            0..drawn.noise.len(),
+            &mut window.noise_drawn,
+            &mut state.noise_drawn,
+        );
+        count_noise(
+            &drawn.noise,
+            selected.iter().copied(),
+            &mut window.noise_selected,
+            &mut state.noise_selected,
+        );
+        observer.stepped(state.step, loss);
+
+        if log_now {
+            let line = json!({
+                "step": state.step,
+                "loss": loss,
+                "lr": learning_rate(&config.optim, step, config.steps),
+                "t": model.temperature().double_value(&[]),
+                "b": model.bias().double_value(&[]),
+                "grad_norm": norms.grad_norm,
+                "param_norm": norms.param_norm,
+                "examples_seen": state.examples_seen,
+                "examples_drawn": state.examples_drawn,
+                "flops_train": state.flops_train,
+                "flops_score": state.flops_score,
+                "flops_total": state.flops_train + state.flops_score,
+                "seconds_per_step": window.mean_seconds(),
+                "wall_seconds": state.seconds.values().sum::<f64>(),
+                "score": scores,
+                "noise_superbatch": fractions(&window.noise_drawn),
+                "noise_selected": fractions(&window.noise_selected),
+                "skipped": loader.cursor().skipped.total(),
+            });
+            writeln!(metrics, "{line}")
+                .and_then(|_| metrics.flush())
+                .map_err(|source| Error::Io {
+                    path: metrics_path.clone(),
+                    source,
+                })?;
+            observer.logged(&line);
+            window = Window::default();
+        }
+        let cadence = config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0;
+        if cadence || state.step == config.steps {
+            let dir = save_checkpoint(out, &model, &optimizer, &state, config.keep_checkpoints)?;
+            observer.checkpointed(state.step, &dir);
+            last_checkpoint = Some(dir);
+        }
+    }
+    save_model_atomic(&model, &out.join("model.safetensors"))?;
+    let wall: f64 = state.seconds.values().sum();
+    let summary = TrainSummary {
+        method: config.method,
+        steps: config.steps,
+        batch: config.batch,
+        super_batch,
+        parameters: model.parameter_count(),
+        examples_seen: state.examples_seen,
+        examples_drawn: state.examples_drawn,
+        flops_train: state.flops_train,
+        flops_score: state.flops_score,
+        cost_vs_uniform: (costs.train + costs.score) / costs.uniform,
+        final_loss,
+        seconds: state.seconds.clone(),
+        steps_per_second: state.step as f64 / wall.max(1e-9),
+        skipped: loader.cursor().skipped.clone(),
+        noise_drawn: state.noise_drawn.clone(),
+        noise_selected: state.noise_selected.clone(),
+    };
+    write_atomic(
+        &out.join("summary.json"),
+        &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
+    )?;
+    Ok(summary)
+}
+
+/// A fresh run's folder: refuses to overwrite a run, resolves the tokenizer and the vocabulary,
+/// writes `config.json` and `tokenizer.json`.
+fn set_up(
+    mut config: TrainConfig,
+    out: &Path,
+    shards: &[PathBuf],
+    reference: &ReferenceSource,
+) -> Result<(TrainConfig, TextTokenizer)> {
+    if out.join("config.json").exists() {
+        return Err(Error::Input {
+            path: out.to_owned(),
+            what: "already holds a run; continue it with --resume, or give a new --out folder"
+                .into(),
+        });
+    }
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.to_owned(),
+        source,
+    })?;
+    let tokenizer = if !config.data.tokenizer.is_empty() {
+        TextTokenizer::from_file(&config.data.tokenizer)?
+    } else if let ReferenceSource::Model(dir) = reference {
+        // Scoring online feeds the learner's token ids to the reference: share its tokenizer.
+        TextTokenizer::from_file(dir.join("tokenizer.json"))?
+    } else {
+        train_tokenizer(shards, &config)?
+    };
+    let vocab = tokenizer.vocab_size();
+    if config.model.text.vocab_size == 0 {
+        config.model.text.vocab_size = vocab;
+    } else if config.model.text.vocab_size < vocab {
+        return Err(Error::invalid(
+            "train config",
+            format!(
+                "model.text.vocab_size {} is below the tokenizer's {vocab}; set it to 0 to follow the tokenizer",
+                config.model.text.vocab_size
+            ),
+        ));
+    }
+    config.validate()?;
+    tokenizer.save(out.join("tokenizer.json"))?;
+    write_atomic(
+        &out.join("config.json"),
+        &serde_json::to_vec_pretty(&config).expect("config serialises"),
+    )?;
+    Ok((config, tokenizer))
+}
+
+/// A byte-level BPE trained on the first captions of the training shards, in file order.
+fn train_tokenizer(shards: &[PathBuf], config: &TrainConfig) -> Result<TextTokenizer> {
+    let limit = config.data.tokenizer_captions;
+    let mut captions = Vec::new();
+    for shard in shards {
+        read_shard(shard, |item| {
+            if let ShardItem::Sample(raw) = item {
+                if captions.len() < limit {
+                    if let Ok(text) = caption(&raw, &config.data.decode) {
+                        captions.push(text);
+                    }
+                }
+            }
+        })?;
+        if captions.len() >= limit {
+            break;
+        }
+    }
+    Ok(TextTokenizer::train_bpe(
+        captions.into_iter(),
+        config.data.tokenizer_vocab,
+        2,
+    )?)
+}
+
+fn open_reference(
+    source: &ReferenceSource,
+    config: &TrainConfig,
+    device: Device,
+) -> Result<Reference> {
+    Ok(match source {
+        ReferenceSource::None => Reference::None,
+        ReferenceSource::Cache(path) => Reference::Cache(EmbeddingCache::read(path)?),
+        ReferenceSource::Model(dir) => {
+            let trained = load_trained(dir, device)?;
+            let theirs = &trained.config.model;
+            if theirs.image.image_size != config.model.image.image_size
+                || theirs.text.context_length != config.model.text.context_length
+            {
+                return Err(Error::Input {
+                    path: dir.clone(),
+                    what: format!(
+                        "the reference reads {}-px images and {} tokens, the learner {}-px and {}; \
+                         to score online both must read the same inputs (or cache its embeddings \
+                         with `jester embed`)",
+                        theirs.image.image_size,
+                        theirs.text.context_length,
+                        config.model.image.image_size,
+                        config.model.text.context_length
+                    ),
+                });
+            }
+            Reference::Model(Box::new(trained.model))
+        }
+    })
+}
+
+fn reference_embeddings(
+    reference: &Reference,
+    drawn: &Drawn,
+    config: &TrainConfig,
+    device: Device,
+) -> Result<Option<PairEmbeddings>> {
+    if !config.score.needs_reference() {
+        return Ok(None);
+    }
+    Ok(match reference {
+        Reference::None => None,
+        Reference::Cache(cache) => Some(cache.lookup(&drawn.keys, device)?),
+        Reference::Model(model) => {
+            let patch = model.config().image.patch_size;
+            Some(model.embed(&drawn.tensors, patch)?)
+        }
+    })
+}
+
+/// FLOPs of one step as executed (JEST.md §6): training 3× the forward of the trained batch
+/// (each part at its patch size); scoring the learner's forward over B at the scoring patch, the
+/// reference's when scored online, and the selection's block products.
+struct StepCosts {
+    train: f64,
+    score: f64,
+    uniform: f64,
+}
+
+impl StepCosts {
+    fn new(config: &TrainConfig, reference: &Reference) -> Self {
+        let m = &config.model;
+        let b = config.batch;
+        let text = flops::text_forward(&m.text, m.embed_dim);
+        let loss = flops::loss_per_example(b, m.embed_dim);
+        let train: f64 = config
+            .train_parts()
+            .iter()
+            .map(|&(rows, patch)| {
+                rows as f64 * 3.0 * flops::image_forward(&m.image, m.embed_dim, patch)
+            })
+            .sum::<f64>()
+            + b as f64 * 3.0 * (text + loss);
+        let uniform = b as f64 * 3.0 * (flops::example_forward(m, m.image.patch_size) + loss);
+        let score = if config.method.scores() {
+            let big = config.super_batch();
+            let mut score = big as f64 * flops::example_forward(m, config.score_patch());
+            let mut models = 1;
+            if config.score.needs_reference() {
+                models = if config.score == ScoreKind::Learnability {
+                    2
+                } else {
+                    1
+                };
+                if let Reference::Model(reference) = reference {
+                    let r = reference.config();
+                    score += big as f64 * flops::example_forward(r, r.image.patch_size);
+                }
+            }
+            score + flops::selection(b, big, m.embed_dim, models)
+        } else {
+            0.0
+        };
+        Self {
+            train,
+            score,
+            uniform,
+        }
+    }
+}
+
+/// Per-window accumulators of the metrics line.
+#[derive(Default)]
+struct Window {
+    steps: usize,
+    seconds: BTreeMap<String, f64>,
+    pending_seconds: BTreeMap<String, f64>,
+    noise_drawn: BTreeMap<String, u64>,
+    noise_selected: BTreeMap<String, u64>,
+}
+
+impl Window {
+    fn add(&mut self, name: &str, value: f64) {
+        *self.seconds.entry(name.into()).or_default() += value;
+        *self.pending_seconds.entry(name.into()).or_default() += value;
+    }
+    fn mean_seconds(&self) -> BTreeMap<String, f64> {
+        let n = self.steps.max(1) as f64;
+        self.seconds
+            .iter()
+            .map(|(k, v)| (k.clone(), v / n))
+            .collect()
+    }
+}
+
+fn count_noise(
+    noise: &[Option<String>],
+    rows: impl Iterator<Item = usize>,
+    window: &mut BTreeMap<String, u64>,
+    total: &mut BTreeMap<String, u64>,
+) {
+    for row in rows {
+        if let Some(kind) = &noise[row] {
+            *window.entry(kind.clone()).or_default() += 1;
+            *total.entry(kind.clone()).or_default() += 1;
+        }
+    }
+}
+
+fn fractions(counts: &BTreeMap<String, u64>) -> Option<BTreeMap<String, f64>> {
+    let total: u64 = counts.values().sum();
+    (total > 0).then(|| {
+        counts
+            .iter()
+            .map(|(k, &v)| (k.clone(), v as f64 / total as f64))
+            .collect()
+    })
+}
+
+/// Mean score per example (learnability when a reference is there, else the learner's loss) of
+/// the selected batch and of a uniform batch of the same size from the same super-batch.
+fn score_summary(
+    learner: &PairEmbeddings,
+    reference: Option<&PairEmbeddings>,
+    index: &tch::Tensor,
+    batch: usize,
+) -> Result<serde_json::Value> {
+    let kind = if reference.is_some() {
+        ScoreKind::Learnability
+    } else {
+        ScoreKind::HardLearner
+    };
+    let block = 1024;
+    let selected = batch_score(kind, LossKind::Sigmoid, learner, reference, index, block)?;
+    let uniform = uniform_batch_score(kind, LossKind::Sigmoid, learner, reference, batch, block)?;
+    Ok(json!({"kind": kind.name(), "selected": selected, "uniform": uniform}))
+}
+
+fn zero_grads(parameters: &[(String, tch::Tensor)]) {
+    for (_, p) in parameters {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.detach_().zero_();
+        }
+    }
+}
+
+/// A per-step selection seed: the same run gives the same selections, resumed or not.
+fn step_seed(seed: u64, step: usize) -> u64 {
+    seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn seconds(since: Instant, device: Device) -> f64 {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+    since.elapsed().as_secs_f64()
+}
+
+/// Keeps only the complete metrics lines of steps ≤ `step` (a resumed run rewrites the rest).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut kept = String::new();
+    for line in text.lines() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if value["step"].as_u64().is_some_and(|s| s as usize <= step) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    write_atomic(path, kept.as_bytes())
+}
+
+/// Test hook: `JESTER_FAULT_NAN_AT_STEP=N` poisons the loss of step N (1-based), so the NaN guard
+/// can be tested end to end.
+fn fault_injection() -> Option<usize> {
+    std::env::var("JESTER_FAULT_NAN_AT_STEP").ok()?.parse().ok()
+}
+
+impl BatchTensors {
+    fn shallow_clone(&self) -> Self {
+        Self {
+            images: self.images.shallow_clone(),
+            ids: self.ids.shallow_clone(),
+            last: self.last.shallow_clone(),
+        }
+    }
+}
