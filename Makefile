@@ -3,7 +3,7 @@
 JESTER := scripts/with-torch cargo run --quiet -p jester-cli --
 DEMO := jester-demo
 
-.PHONY: demo test bench-select
+.PHONY: demo test bench-select bench-train
 
 # The main job. Until `jester demo` exists (training + the paper's headline comparison), it runs
 # JEST selection on a generated clustered super-batch: uniform, independent and joint side by side.
@@ -20,3 +20,6 @@ test:
 
 bench-select:
 	$(JESTER) bench select --numpy --naive --out target/bench-select.json
+
+bench-train:
+	$(JESTER) bench train --steps 10 --warmup 2 --out target/bench-train.json

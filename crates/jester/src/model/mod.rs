@@ -24,6 +24,11 @@ use crate::loss::sigmoid_batch_loss;
 use text::TextTower;
 use vision::VisionTower;
 
+/// Rows per forward when embedding without gradients. Measured (tiny preset, B = 1280, 2 cores):
+/// scoring the super-batch in one forward took 0.89 s a step, in chunks of 256 rows 0.68 s (a
+/// chunk's activations stay in cache).
+const EMBED_CHUNK: usize = 256;
+
 /// A batch as tensors on the model's device.
 #[derive(Debug)]
 pub struct BatchTensors {
@@ -193,8 +198,16 @@ impl TwoTower {
     /// them (with this model's t and b).
     pub fn embed(&self, batch: &BatchTensors, patch: usize) -> Result<PairEmbeddings> {
         let _guard = tch::no_grad_guard();
-        let image = self.encode_images(&batch.images, patch)?;
-        let text = self.encode_texts(&batch.ids, &batch.last)?;
+        let n = batch.len();
+        let mut images = Vec::new();
+        let mut texts = Vec::new();
+        for start in (0..n).step_by(EMBED_CHUNK) {
+            let part = batch.narrow(start, (start + EMBED_CHUNK).min(n));
+            images.push(self.encode_images(&part.images, patch)?);
+            texts.push(self.encode_texts(&part.ids, &part.last)?);
+        }
+        let image = Tensor::cat(&images, 0);
+        let text = Tensor::cat(&texts, 0);
         PairEmbeddings::new(
             image,
             text,
