@@ -95,6 +95,7 @@ pub fn run(args: TrainBench) -> Result<()> {
         data: vec![data.to_string_lossy().into_owned()],
         reference: source,
         device,
+        eval: None,
     };
     train(
         Start::Fresh(Box::new(reference)),

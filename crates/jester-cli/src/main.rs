@@ -3,8 +3,11 @@ mod bench;
 mod bench_loader;
 mod bench_train;
 mod data;
+mod experiment;
 mod malloc;
 mod output;
+mod plot;
+mod report;
 mod select;
 mod shards;
 mod tokenizer;
@@ -40,6 +43,12 @@ enum Command {
     Train(train::TrainArgs),
     /// Cache a trained model's embeddings of a shard set (the reference for `train`).
     Embed(train::EmbedArgs),
+    /// Evaluate a trained model: zero-shot classification and image-text retrieval.
+    Eval(train::EvalArgs),
+    /// Run a recipe's comparison side by side: report.md, curves.png, summary.json.
+    Experiment(experiment::ExperimentArgs),
+    /// The paper's headline comparison on built-in synthetic scenes, in minutes (the main job).
+    Demo(experiment::DemoArgs),
     /// Measure speed and memory.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -64,6 +73,9 @@ fn main() -> std::process::ExitCode {
         Command::Tokenizer(command) => tokenizer::run(command),
         Command::Train(args) => train::run(args),
         Command::Embed(args) => train::embed(args),
+        Command::Eval(args) => train::eval(args),
+        Command::Experiment(args) => experiment::run(args),
+        Command::Demo(args) => experiment::demo(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

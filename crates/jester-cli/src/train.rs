@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use jester::select::ScoreKind;
 use jester::train::{
-    load_trained, train, Observer, ReferenceSource, Start, TrainConfig, TrainMethod, TrainOptions,
-    TrainSummary,
+    load_trained, train, EvalSpec, Observer, ReferenceSource, Start, TrainConfig, TrainMethod,
+    TrainOptions, TrainSummary,
 };
 
 use crate::output::{with_overrides, write_json};
@@ -53,6 +53,15 @@ pub struct TrainArgs {
     seed: Option<u64>,
     #[arg(long)]
     checkpoint_every: Option<usize>,
+    /// A held-out shard set evaluated during training (zero-shot with --classes, retrieval).
+    #[arg(long, num_args = 1..)]
+    eval: Vec<String>,
+    /// The zero-shot `classes.json` (default: `classes.json` in the --eval folder, if there).
+    #[arg(long)]
+    classes: Option<PathBuf>,
+    /// Evaluate every K steps (besides before the first and after the last).
+    #[arg(long)]
+    eval_every: Option<usize>,
     /// Continue the run in this folder from its newest checkpoint (same config and data).
     #[arg(long, conflicts_with_all = ["out", "config", "set", "method", "score", "steps"])]
     resume: Option<PathBuf>,
@@ -67,6 +76,8 @@ struct RunInputs {
     data: Vec<String>,
     reference: Option<PathBuf>,
     reference_model: Option<PathBuf>,
+    #[serde(default)]
+    eval: Option<EvalSpec>,
 }
 
 /// Reads `--config`: a preset name, or a TOML file merged over its `preset` (default tiny).
@@ -147,6 +158,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if let Some(k) = args.checkpoint_every {
             config.checkpoint_every = k;
         }
+        if let Some(k) = args.eval_every {
+            config.eval_every = k;
+        }
         if args.data.is_empty() {
             bail!("--data is required: the training shards (e.g. a `jester data synth` folder's pool)");
         }
@@ -158,6 +172,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             data: args.data.clone(),
             reference: args.reference.clone(),
             reference_model: args.reference_model.clone(),
+            eval: eval_spec(&args.eval, args.classes.clone()),
         };
         if out.join("config.json").exists() {
             bail!(
@@ -180,6 +195,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         data: inputs.data,
         reference,
         device,
+        eval: inputs.eval,
     };
     let mut progress = Progress::new();
     let summary = train(start, &options, &mut progress)?;
@@ -319,5 +335,58 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
             String::new()
         }
     );
+    Ok(())
+}
+
+/// The eval set of `--eval` specs, with `classes.json` found beside a folder when not given.
+pub fn eval_spec(data: &[String], classes: Option<PathBuf>) -> Option<EvalSpec> {
+    if data.is_empty() {
+        return None;
+    }
+    let classes = classes.or_else(|| {
+        let beside = Path::new(&data[0]).join("classes.json");
+        beside.exists().then_some(beside)
+    });
+    Some(EvalSpec {
+        data: data.to_vec(),
+        classes,
+    })
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A trained run folder.
+    model: PathBuf,
+    /// The held-out shards.
+    #[arg(long, num_args = 1.., required = true)]
+    data: Vec<String>,
+    /// The zero-shot `classes.json` (default: `classes.json` in the --data folder, if there).
+    #[arg(long)]
+    classes: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Also write the metrics as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let trained = load_trained(&args.model, device)?;
+    let spec = eval_spec(&args.data, args.classes).expect("clap requires --data");
+    let set = jester::eval::EvalSet::load(
+        &spec.data,
+        spec.classes.as_deref(),
+        &trained.config,
+        &trained.tokenizer,
+    )?;
+    let metrics = set.evaluate(&trained.model)?;
+    println!("{}", serde_json::to_string_pretty(&metrics)?);
+    if spec.classes.is_none() {
+        eprintln!("no classes.json given or found beside the data: zero-shot skipped");
+    }
+    if let Some(out) = &args.out {
+        write_json(out, &metrics)?;
+    }
     Ok(())
 }

@@ -12,6 +12,7 @@
 pub mod embed;
 pub mod embeddings;
 pub mod error;
+pub mod eval;
 pub mod flops;
 pub mod io;
 pub mod loss;

@@ -162,6 +162,10 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Checkpoints kept on disk (the newest).
     pub keep_checkpoints: usize,
+    /// Evaluation cadence in steps when the run has an eval set (0 = before the first step and
+    /// after the last only).
+    #[serde(default)]
+    pub eval_every: usize,
 }
 
 impl TrainConfig {
@@ -190,6 +194,7 @@ impl TrainConfig {
             log_every: 10,
             checkpoint_every: 500,
             keep_checkpoints: 2,
+            eval_every: 0,
         })
     }
 

@@ -14,4 +14,6 @@ pub mod run;
 pub use checkpoint::{load_trained, TrainedModel};
 pub use config::{DataConfig, FlexiConfig, OptimConfig, TrainConfig, TrainMethod};
 pub use reference::{EmbeddingCache, EmbeddingWriter};
-pub use run::{train, Observer, ReferenceSource, Silent, Start, TrainOptions, TrainSummary};
+pub use run::{
+    train, EvalSpec, Observer, ReferenceSource, Silent, Start, TrainOptions, TrainSummary,
+};

@@ -26,6 +26,7 @@ use super::optim::{learning_rate, AdamW};
 use super::reference::EmbeddingCache;
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
+use crate::eval::EvalSet;
 use crate::flops;
 use crate::loss::LossKind;
 use crate::model::{BatchTensors, TwoTower};
@@ -57,6 +58,16 @@ pub struct TrainOptions {
     pub data: Vec<String>,
     pub reference: ReferenceSource,
     pub device: Device,
+    /// A held-out set evaluated before the first step, every `eval_every` steps and at the end.
+    pub eval: Option<EvalSpec>,
+}
+
+/// Where a run's held-out set is.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct EvalSpec {
+    pub data: Vec<String>,
+    /// A `classes.json` for zero-shot classification.
+    pub classes: Option<PathBuf>,
 }
 
 /// Hooks for progress display; every method has a do-nothing default.
@@ -65,6 +76,7 @@ pub trait Observer {
     fn stepped(&mut self, _step: usize, _loss: f64) {}
     fn logged(&mut self, _line: &serde_json::Value) {}
     fn checkpointed(&mut self, _step: usize, _dir: &Path) {}
+    fn evaluated(&mut self, _line: &serde_json::Value) {}
 }
 
 /// An observer that shows nothing.
@@ -153,6 +165,37 @@ pub fn train(
     }
     let metrics_path = out.join("metrics.jsonl");
     truncate_metrics(&metrics_path, state.step)?;
+    let eval_path = out.join("eval.jsonl");
+    truncate_metrics(&eval_path, state.step)?;
+    let eval_set = match &options.eval {
+        Some(spec) => Some(EvalSet::load(
+            &spec.data,
+            spec.classes.as_deref(),
+            &config,
+            &tokenizer,
+        )?),
+        None => None,
+    };
+    let evaluate =
+        |model: &TwoTower, state: &RunState, observer: &mut dyn Observer| -> Result<()> {
+            let Some(set) = &eval_set else { return Ok(()) };
+            let metrics = set.evaluate(model)?;
+            let line = json!({
+                "step": state.step,
+                "examples_seen": state.examples_seen,
+                "flops_train": state.flops_train,
+                "flops_score": state.flops_score,
+                "flops_total": state.flops_train + state.flops_score,
+                "wall_seconds": state.seconds.values().sum::<f64>(),
+                "eval": metrics,
+            });
+            append_line(&eval_path, &line)?;
+            observer.evaluated(&line);
+            Ok(())
+        };
+    if state.step == 0 {
+        evaluate(&model, &state, observer)?;
+    }
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -174,7 +217,7 @@ pub fn train(
     let work = example_work(
         config.data.decode.clone(),
         preprocess,
-        Arc::new(tokenizer),
+        Arc::new(tokenizer.clone()),
         config.model.text.context_length,
         config.seed,
     );
@@ -314,6 +357,10 @@ pub fn train(
                 })?;
             observer.logged(&line);
             window = Window::default();
+        }
+        let eval_now = config.eval_every > 0 && state.step % config.eval_every == 0;
+        if eval_now || state.step == config.steps {
+            evaluate(&model, &state, observer)?;
         }
         let cadence = config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0;
         if cadence || state.step == config.steps {
@@ -651,4 +698,18 @@ impl BatchTensors {
             last: self.last.shallow_clone(),
         }
     }
+}
+
+/// Appends one JSON line and flushes it.
+fn append_line(path: &Path, line: &serde_json::Value) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    writeln!(file, "{line}").map_err(io)
 }

@@ -1,0 +1,351 @@
+//! `jester experiment RECIPE.toml` and `jester demo`: the paper's comparisons side by side — one
+//! benchmark, references trained on its curated sets and cached, every run of the recipe with the
+//! same seed and budget, evaluated on the same held-out set — then `report.md`, `curves.png` and
+//! `summary.json`. Every finished part is kept: a rerun skips it and resumes an unfinished run.
+//!
+//! ```text
+//! OUT/recipe.toml                  the recipe as run (with the settings applied)
+//! OUT/data/                        the benchmark (generated unless the recipe names a folder)
+//! OUT/reference-LEVEL/             a reference run on data/curated-LEVEL
+//! OUT/reference-LEVEL-pool.safetensors   its cached embeddings of the pool
+//! OUT/runs/NAME/                   each run of the recipe
+//! OUT/report.md, curves.png, summary.json
+//! ```
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use jester::select::ScoreKind;
+use jester::train::{
+    load_trained, train, EvalSpec, ReferenceSource, Start, TrainConfig, TrainMethod, TrainOptions,
+};
+use jester_data::benchmark::fashion_mnist::{self, FashionMnistConfig};
+use jester_data::benchmark::synthetic::{self, SyntheticConfig};
+
+use crate::output::{with_overrides, write_atomic};
+use crate::report;
+use crate::select::parse_device;
+use crate::train::{load_config, Progress};
+
+/// A recipe: a benchmark, the references, and the runs to compare (all on one seed and budget).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `synthetic`, `fashion-mnist`, or a path to a benchmark folder written by `jester data`.
+    pub benchmark: String,
+    /// Generator settings (`--set` syntax of `jester data`), e.g. `benchmark.pool=20000`.
+    #[serde(default)]
+    pub benchmark_set: Vec<String>,
+    /// The learners' preset or TOML file.
+    #[serde(default = "tiny")]
+    pub config: String,
+    /// Settings for every run, references included (`--set` syntax of `jester train`).
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Added to `set` by `--quick` (the demo's budget).
+    #[serde(default)]
+    pub quick_set: Vec<String>,
+    /// The main metric: `zero_shot_top1` or `retrieval_r1` (mean of both directions).
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// Evaluations per run, spread evenly (besides the one before the first step).
+    #[serde(default = "default_evals")]
+    pub evals: usize,
+    pub reference: ReferenceRecipe,
+    pub runs: Vec<RunRecipe>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceRecipe {
+    /// The curated set references train on by default: strong, moderate or weak.
+    #[serde(default = "strong")]
+    pub curated: String,
+    /// Settings for reference training only (after the recipe's `set`).
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecipe {
+    pub name: String,
+    pub method: TrainMethod,
+    #[serde(default)]
+    pub score: Option<ScoreKind>,
+    /// This run's reference curation level (default: the recipe's).
+    #[serde(default)]
+    pub curated: Option<String>,
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+fn tiny() -> String {
+    "tiny".into()
+}
+fn strong() -> String {
+    "strong".into()
+}
+fn default_metric() -> String {
+    "zero_shot_top1".into()
+}
+fn default_evals() -> usize {
+    8
+}
+
+impl Recipe {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let recipe: Recipe = toml::from_str(text)?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.runs.is_empty() {
+            bail!("the recipe has no [[runs]]");
+        }
+        if !["zero_shot_top1", "retrieval_r1"].contains(&self.metric.as_str()) {
+            bail!(
+                "metric {:?}: expected zero_shot_top1 or retrieval_r1",
+                self.metric
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for run in &self.runs {
+            if !names.insert(&run.name) {
+                bail!("two runs are named {:?}", run.name);
+            }
+            for level in run.curated.iter().chain([&self.reference.curated]) {
+                if !["strong", "moderate", "weak"].contains(&level.as_str()) {
+                    bail!("curated {level:?}: expected strong, moderate or weak");
+                }
+            }
+        }
+        if !self.runs.iter().any(|r| r.method == TrainMethod::Uniform) {
+            bail!("the recipe needs a uniform run: targets are uniform's final score");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct ExperimentArgs {
+    /// The recipe (see configs/experiments/).
+    recipe: PathBuf,
+    /// Output folder (default: results/RECIPE-NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Add the recipe's `quick_set` (a short budget).
+    #[arg(long)]
+    quick: bool,
+    /// Extra settings for every run, after the recipe's.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn run(args: ExperimentArgs) -> Result<()> {
+    let recipe = Recipe::read(&args.recipe)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&recipe.name));
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    run_recipe(recipe, &out, args.quick, &args.set, &args.device, &command)
+}
+
+/// Runs (or finishes) `recipe` into `out` and writes the report.
+pub fn run_recipe(
+    mut recipe: Recipe,
+    out: &Path,
+    quick: bool,
+    extra: &[String],
+    device: &str,
+    command: &str,
+) -> Result<()> {
+    let device = parse_device(device)?;
+    if quick {
+        recipe.set.extend(recipe.quick_set.clone());
+    }
+    recipe.set.extend(extra.iter().cloned());
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let applied = toml::to_string(&recipe)?;
+    let recorded = out.join("recipe.toml");
+    match std::fs::read_to_string(&recorded) {
+        Ok(previous) if previous != applied => bail!(
+            "{} holds an experiment with other settings (see {}); give a new --out, or delete it",
+            out.display(),
+            recorded.display()
+        ),
+        _ => write_atomic(&recorded, applied.as_bytes())?,
+    }
+    let started = std::time::Instant::now();
+    let data = benchmark(&recipe, out)?;
+    let base = with_overrides(load_config(&recipe.config, &[])?, &recipe.set)?;
+    let eval = Some(EvalSpec {
+        data: vec![data.join("eval").to_string_lossy().into_owned()],
+        classes: Some(data.join("eval/classes.json")).filter(|p| p.exists()),
+    });
+    let pool = data.join("pool").to_string_lossy().into_owned();
+    for run in &recipe.runs {
+        let level = run.curated.as_deref().unwrap_or(&recipe.reference.curated);
+        let needs_reference =
+            run.method.scores() && run.score.unwrap_or(base.score).needs_reference();
+        let reference = if needs_reference {
+            ReferenceSource::Cache(reference(&recipe, &base, &data, level, out, device)?)
+        } else {
+            ReferenceSource::None
+        };
+        let mut config = with_overrides(base.clone(), &run.set)?;
+        config.method = run.method;
+        if let Some(score) = run.score {
+            config.score = score;
+        }
+        config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
+        let dir = out.join("runs").join(&run.name);
+        let options = TrainOptions {
+            out: dir.clone(),
+            data: vec![pool.clone()],
+            reference,
+            device,
+            eval: eval.clone(),
+        };
+        run_once(&run.name, config, &options)?;
+    }
+    let summary = report::build(&recipe, out, command, started.elapsed().as_secs_f64())?;
+    report::write(&summary, out)?;
+    println!("{}", report::table(&summary));
+    eprintln!(
+        "report: {}\nplot:   {}\nnumbers: {}",
+        out.join("report.md").display(),
+        out.join("curves.png").display(),
+        out.join("summary.json").display()
+    );
+    Ok(())
+}
+
+/// Trains `options.out` to the end: skipped when finished, resumed when started.
+fn run_once(name: &str, config: TrainConfig, options: &TrainOptions) -> Result<()> {
+    let dir = &options.out;
+    if dir.join("summary.json").exists() {
+        eprintln!("{name}: finished earlier, kept ({})", dir.display());
+        return Ok(());
+    }
+    let start = if dir.join("config.json").exists() {
+        eprintln!("{name}: resuming ({})", dir.display());
+        Start::Resume
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+        eprintln!(
+            "{name}: training {} for {} steps",
+            config.method.name(),
+            config.steps
+        );
+        Start::Fresh(Box::new(config))
+    };
+    let mut progress = Progress::new();
+    train(start, options, &mut progress).with_context(|| format!("run {name}"))?;
+    progress.finish();
+    Ok(())
+}
+
+/// The benchmark folder: the recipe's path, or generated once into OUT/data.
+fn benchmark(recipe: &Recipe, out: &Path) -> Result<PathBuf> {
+    let dir = out.join("data");
+    let generated = |dir: &Path| dir.join("summary.json").exists();
+    match recipe.benchmark.as_str() {
+        "synthetic" | "fashion-mnist" if generated(&dir) => Ok(dir),
+        "synthetic" => {
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!("generating synthetic scenes into {}", dir.display());
+            let config = with_overrides(SyntheticConfig::default(), &recipe.benchmark_set)?;
+            synthetic::generate(&config, &dir)?;
+            Ok(dir)
+        }
+        "fashion-mnist" => {
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!("generating Fashion-MNIST scenes into {}", dir.display());
+            let config = with_overrides(FashionMnistConfig::default(), &recipe.benchmark_set)?;
+            fashion_mnist::generate(&config, &dir)?;
+            Ok(dir)
+        }
+        path => {
+            let dir = PathBuf::from(path);
+            if !dir.join("pool").exists() || !dir.join("eval").exists() {
+                bail!("benchmark {path:?}: expected synthetic, fashion-mnist or a folder with pool/, curated-*/ and eval/");
+            }
+            Ok(dir)
+        }
+    }
+}
+
+/// The reference trained on `curated-LEVEL` and its cached pool embeddings (made once).
+fn reference(
+    recipe: &Recipe,
+    base: &TrainConfig,
+    data: &Path,
+    level: &str,
+    out: &Path,
+    device: tch::Device,
+) -> Result<PathBuf> {
+    let cache = out.join(format!("reference-{level}-pool.safetensors"));
+    if cache.exists() {
+        return Ok(cache);
+    }
+    let dir = out.join(format!("reference-{level}"));
+    let mut config = with_overrides(base.clone(), &recipe.reference.set)?;
+    config.method = TrainMethod::Uniform;
+    config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
+    let options = TrainOptions {
+        out: dir.clone(),
+        data: vec![data
+            .join(format!("curated-{level}"))
+            .to_string_lossy()
+            .into_owned()],
+        reference: ReferenceSource::None,
+        device,
+        eval: Some(EvalSpec {
+            data: vec![data.join("eval").to_string_lossy().into_owned()],
+            classes: Some(data.join("eval/classes.json")).filter(|p| p.exists()),
+        }),
+    };
+    run_once(&format!("reference ({level})"), config, &options)?;
+    let trained = load_trained(&dir, device)?;
+    eprintln!("reference ({level}): embedding the pool");
+    let pool = data.join("pool").to_string_lossy().into_owned();
+    jester::embed::embed_shards(&trained, &[pool], &cache, 1024, 2, |_| {})?;
+    Ok(cache)
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Output folder.
+    #[arg(long, default_value = "jester-demo")]
+    out: PathBuf,
+    /// The longer version (the recipe's full budget instead of the quick one).
+    #[arg(long)]
+    full: bool,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// The headline recipe on built-in synthetic scenes, embedded in the binary.
+pub const DEMO_RECIPE: &str = include_str!("../../../configs/experiments/headline-synthetic.toml");
+
+pub fn demo(args: DemoArgs) -> Result<()> {
+    let recipe = Recipe::parse(DEMO_RECIPE).context("the built-in demo recipe")?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    run_recipe(recipe, &args.out, !args.full, &[], &args.device, &command)
+}

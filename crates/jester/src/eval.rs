@@ -1,0 +1,327 @@
+//! Evaluators (big_vision style): zero-shot classification and image↔text retrieval on a held-out
+//! shard set, from a model's L2-normalised embeddings.
+//!
+//! - Zero-shot: every class name in every prompt template is embedded, the template embeddings of a
+//!   class averaged and renormalised (CLIP's prompt ensembling); an image is classified by its most
+//!   similar class. Only samples with a ground-truth `class` (one-object scenes) count.
+//! - Retrieval: each image ranks every caption of the set (and each caption every image); R@k is the
+//!   fraction whose own partner is among the k most similar. Ties count in the sample's favour.
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use jester_data::benchmark::ClassesFile;
+use jester_data::tokenizer::TextTokenizer;
+use jester_data::transform::Preprocess;
+use jester_data::{expand_shards, Loader, LoaderOptions};
+
+use crate::error::{Error, Result};
+use crate::model::{BatchTensors, TwoTower};
+use crate::train::batch::{assemble, example_work, Example};
+use crate::train::TrainConfig;
+
+/// Every number an evaluation gives.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    /// Zero-shot accuracy (fractions), over `zero_shot_examples` samples; None without classes.
+    pub zero_shot_top1: Option<f64>,
+    pub zero_shot_top5: Option<f64>,
+    pub zero_shot_examples: usize,
+    pub image_to_text: Recall,
+    pub text_to_image: Recall,
+    pub retrieval_examples: usize,
+}
+
+/// Recall at 1, 5 and 10 (fractions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recall {
+    pub r1: f64,
+    pub r5: f64,
+    pub r10: f64,
+}
+
+/// Top-1 and top-5 accuracy of `image [n, D]` against class embeddings `classes [C, D]`, for the
+/// true labels `labels [n]`.
+pub fn zero_shot_accuracy(image: &Tensor, classes: &Tensor, labels: &[i64]) -> (f64, f64) {
+    let n = labels.len();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let logits = image.matmul(&classes.tr());
+    let truth = Tensor::from_slice(labels)
+        .to_device(image.device())
+        .unsqueeze(1);
+    let own = logits.gather(1, &truth, false);
+    // Rank = classes scoring strictly higher than the true one.
+    let rank = logits
+        .gt_tensor(&own)
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
+    let hit = |k: i64| {
+        rank.lt(k)
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[])
+    };
+    (hit(1), hit(5.min(classes.size()[0])))
+}
+
+/// Retrieval recalls of pairs `(image[i], text[i])` both ways.
+pub fn retrieval(image: &Tensor, text: &Tensor) -> (Recall, Recall) {
+    let similarity = image.matmul(&text.tr());
+    let recall = |sim: &Tensor| {
+        let own = sim.diagonal(0, 0, 1).unsqueeze(1);
+        let rank = sim
+            .gt_tensor(&own)
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
+        let at = |k: i64| {
+            rank.lt(k)
+                .to_kind(Kind::Double)
+                .mean(Kind::Double)
+                .double_value(&[])
+        };
+        Recall {
+            r1: at(1),
+            r5: at(5),
+            r10: at(10),
+        }
+    };
+    (recall(&similarity), recall(&similarity.tr()))
+}
+
+/// A held-out set held in memory, tokenised for one model, with its class prompts.
+pub struct EvalSet {
+    batch: BatchTensors,
+    labels: Vec<Option<i64>>,
+    /// Prompt ids `[C·P, T]` and last positions, class-major; P templates per class.
+    prompts: Option<(BatchTensors, usize, usize)>,
+}
+
+impl EvalSet {
+    /// Reads every sample of `data` (file order) for a model trained with `config`, tokenised with
+    /// `tokenizer`; `classes` (a `classes.json`) enables zero-shot classification.
+    pub fn load(
+        data: &[String],
+        classes: Option<&Path>,
+        config: &TrainConfig,
+        tokenizer: &TextTokenizer,
+    ) -> Result<Self> {
+        let shards = expand_shards(data)?;
+        let options = LoaderOptions {
+            shuffle: false,
+            shuffle_buffer: 0,
+            workers: 2,
+            prefetch: 256,
+            epochs: Some(1),
+            seed: 0,
+        };
+        let preprocess = Preprocess {
+            resolution: config.model.image.image_size as u32,
+            ..Preprocess::default()
+        };
+        let context = config.model.text.context_length;
+        let work = example_work(
+            config.data.decode.clone(),
+            preprocess,
+            Arc::new(tokenizer.clone()),
+            context,
+            config.seed,
+        );
+        let loader: Loader<Example> = Loader::new(shards, &options, work, None)?;
+        let examples = loader.collect::<std::result::Result<Vec<_>, _>>()?;
+        if examples.is_empty() {
+            return Err(Error::invalid("eval", format!("no samples in {data:?}")));
+        }
+        let drawn = assemble(examples, Device::Cpu);
+        let prompts = match classes {
+            None => None,
+            Some(path) => Some(class_prompts(path, tokenizer, context)?),
+        };
+        Ok(Self {
+            batch: drawn.tensors,
+            labels: drawn.classes,
+            prompts,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Evaluates `model` (its base patch size).
+    pub fn evaluate(&self, model: &TwoTower) -> Result<EvalMetrics> {
+        let _guard = tch::no_grad_guard();
+        let device = model.device();
+        let patch = model.config().image.patch_size;
+        let on_device = BatchTensors {
+            images: self.batch.images.to_device(device),
+            ids: self.batch.ids.to_device(device),
+            last: self.batch.last.to_device(device),
+        };
+        let embeddings = model.embed(&on_device, patch)?;
+        let (image_to_text, text_to_image) = retrieval(embeddings.image(), embeddings.text());
+        let mut metrics = EvalMetrics {
+            image_to_text,
+            text_to_image,
+            retrieval_examples: self.len(),
+            ..Default::default()
+        };
+        if let Some((prompts, classes, templates)) = &self.prompts {
+            let rows: Vec<i64> = (0..self.len() as i64)
+                .filter(|&i| self.labels[i as usize].is_some())
+                .collect();
+            let labels: Vec<i64> = rows
+                .iter()
+                .map(|&i| self.labels[i as usize].unwrap())
+                .collect();
+            if let Some(&bad) = labels.iter().find(|&&l| l < 0 || l as usize >= *classes) {
+                return Err(Error::invalid(
+                    "eval",
+                    format!("a sample has class {bad} but classes.json lists {classes} classes"),
+                ));
+            }
+            let text = model.encode_texts(
+                &prompts.ids.to_device(device),
+                &prompts.last.to_device(device),
+            )?;
+            let class_embeddings = class_means(&text, *classes as i64, *templates as i64);
+            let image = embeddings
+                .image()
+                .index_select(0, &Tensor::from_slice(&rows).to_device(device));
+            let (top1, top5) = zero_shot_accuracy(&image, &class_embeddings, &labels);
+            metrics.zero_shot_top1 = Some(top1);
+            metrics.zero_shot_top5 = Some(top5);
+            metrics.zero_shot_examples = labels.len();
+        }
+        Ok(metrics)
+    }
+}
+
+/// Class embeddings `[C, D]`: the renormalised mean of each class's P template embeddings
+/// (`text [C·P, D]`, class-major).
+pub fn class_means(text: &Tensor, classes: i64, templates: i64) -> Tensor {
+    let dim = text.size()[1];
+    let mean = text
+        .reshape([classes, templates, dim])
+        .mean_dim(1, false, Kind::Float);
+    let norm = mean
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .clamp_min(1e-12);
+    mean / norm
+}
+
+fn class_prompts(
+    path: &Path,
+    tokenizer: &TextTokenizer,
+    context: usize,
+) -> Result<(BatchTensors, usize, usize)> {
+    let input = |what: String| Error::Input {
+        path: path.to_owned(),
+        what,
+    };
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: ClassesFile = serde_json::from_slice(&bytes).map_err(|e| {
+        input(format!(
+            "expected {{\"classes\": [...], \"templates\": [\"a photo of a {{}}.\"]}} ({e})"
+        ))
+    })?;
+    if file.classes.is_empty() || file.templates.is_empty() {
+        return Err(input("needs at least one class and one template".into()));
+    }
+    if let Some(t) = file.templates.iter().find(|t| !t.contains("{}")) {
+        return Err(input(format!(
+            "template {t:?} has no {{}} for the class name"
+        )));
+    }
+    let mut ids = Vec::new();
+    let mut last = Vec::new();
+    for class in &file.classes {
+        for template in &file.templates {
+            let (row, length) =
+                tokenizer.encode_with_length(&template.replace("{}", class), context)?;
+            ids.extend(row.into_iter().map(i64::from));
+            last.push(length.max(1) as i64 - 1);
+        }
+    }
+    let n = (file.classes.len() * file.templates.len()) as i64;
+    let batch = BatchTensors {
+        images: Tensor::zeros([0], (Kind::Float, Device::Cpu)),
+        ids: Tensor::from_slice(&ids).reshape([n, context as i64]),
+        last: Tensor::from_slice(&last),
+    };
+    Ok((batch, file.classes.len(), file.templates.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(rows: &[[f32; 3]]) -> Tensor {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let t = Tensor::from_slice(&flat).reshape([rows.len() as i64, 3]);
+        let norm = t.norm_scalaropt_dim(2, [1i64].as_slice(), true);
+        t / norm
+    }
+
+    #[test]
+    fn an_oracle_classifier_is_right_and_a_shuffled_one_is_wrong() {
+        // Class c is axis c; image i points at class labels[i] with a little of another axis.
+        let classes = unit(&[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        let images = unit(&[
+            [1.0, 0.2, 0.0],
+            [0.1, 1.0, 0.0],
+            [0.0, 0.3, 1.0],
+            [0.9, 0.0, 0.2],
+        ]);
+        assert_eq!(
+            zero_shot_accuracy(&images, &classes, &[0, 1, 2, 0]),
+            (1.0, 1.0)
+        );
+        // Labels off by one: top-1 is zero; top-5 (≥ C) is always 1.
+        assert_eq!(
+            zero_shot_accuracy(&images, &classes, &[1, 2, 0, 1]),
+            (0.0, 1.0)
+        );
+        // Image 0's second-best class is 1 (0.2): a top-2 hit, not a top-1 one.
+        let (top1, _) = zero_shot_accuracy(&images, &classes, &[1, 1, 2, 0]);
+        assert_eq!(top1, 0.75);
+    }
+
+    #[test]
+    fn retrieval_of_an_oracle_is_perfect_and_of_a_rotation_is_known() {
+        let image = unit(&[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        let (i2t, t2i) = retrieval(&image, &image);
+        assert_eq!((i2t.r1, t2i.r1, i2t.r10), (1.0, 1.0, 1.0));
+        // Texts rotated by one: each image's partner is the least similar of three (rank 2).
+        let text = unit(&[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]);
+        let shifted = unit(&[[0.0, 0.0, 1.0], [1.0, 0.1, 0.0], [0.0, 1.0, 0.1]]);
+        let (i2t, _) = retrieval(&image, &text);
+        assert_eq!(i2t.r1, 0.0);
+        assert_eq!(i2t.r5, 1.0);
+        let (i2t, _) = retrieval(&image, &shifted);
+        assert_eq!(
+            i2t.r1, 0.0,
+            "image 0's own text is orthogonal to it, another is parallel"
+        );
+    }
+
+    #[test]
+    fn prompt_ensembles_average_then_renormalise() {
+        let text = unit(&[
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [0.0, 0.0, 1.0],
+            [0.0, 0.0, 1.0],
+        ]);
+        let means = class_means(&text, 2, 2);
+        let expected = unit(&[[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        assert!((means - expected).abs().max().double_value(&[]) < 1e-6);
+    }
+}
