@@ -5,15 +5,10 @@ DEMO := jester-demo
 
 .PHONY: demo test bench-select bench-train
 
-# The main job. Until `jester demo` exists (training + the paper's headline comparison), it runs
-# JEST selection on a generated clustered super-batch: uniform, independent and joint side by side.
+# The main job: the paper's headline comparison (uniform vs JEST vs Flexi-JEST) on built-in synthetic
+# scenes at a quick budget; prints the table and where report.md and curves.png are.
 demo:
-	$(JESTER) data embeddings --out $(DEMO)/embeddings --set examples=20480 --set dim=256 --set clusters=256
-	for method in uniform independent joint; do \
-	  $(JESTER) select --learner $(DEMO)/embeddings/learner.safetensors \
-	    --reference $(DEMO)/embeddings/reference.safetensors \
-	    --method $$method --filter-ratio 0.8 --chunks 16 --out $(DEMO)/selection-$$method.json || exit 1; \
-	done
+	$(JESTER) demo --out $(DEMO)
 
 test:
 	scripts/with-torch cargo test --workspace

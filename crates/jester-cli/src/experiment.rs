@@ -5,12 +5,15 @@
 //!
 //! ```text
 //! OUT/recipe.toml                  the recipe as run (with the settings applied)
-//! OUT/data/                        the benchmark (generated unless the recipe names a folder)
-//! OUT/reference-LEVEL/             a reference run on data/curated-LEVEL
-//! OUT/reference-LEVEL-pool.safetensors   its cached embeddings of the pool
-//! OUT/runs/NAME/                   each run of the recipe
 //! OUT/report.md, curves.png, summary.json
+//! WORK/data-HASH/                  the benchmark (generated unless the recipe names a folder)
+//! WORK/reference-LEVEL-HASH/       a reference run on curated-LEVEL, and its cached pool
+//! WORK/reference-LEVEL-HASH-pool.safetensors   embeddings
+//! WORK/runs/NAME-HASH/             each run of the recipe
 //! ```
+//! WORK is OUT unless `--work` names a folder shared by several experiments: parts are keyed by a
+//! hash of everything that determines them (resolved config, data, reference), so recipes that
+//! share a run (uniform, or JEST at f = 0.8) train it once.
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -149,6 +152,9 @@ pub struct ExperimentArgs {
     /// Add the recipe's `quick_set` (a short budget).
     #[arg(long)]
     quick: bool,
+    /// A folder for the trained parts, shared between experiments (default: the output folder).
+    #[arg(long)]
+    work: Option<PathBuf>,
     /// Extra settings for every run, after the recipe's.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -163,13 +169,23 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("results").join(&recipe.name));
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    run_recipe(recipe, &out, args.quick, &args.set, &args.device, &command)
+    let work = args.work.clone().unwrap_or_else(|| out.clone());
+    run_recipe(
+        recipe,
+        &out,
+        &work,
+        args.quick,
+        &args.set,
+        &args.device,
+        &command,
+    )
 }
 
 /// Runs (or finishes) `recipe` into `out` and writes the report.
 pub fn run_recipe(
     mut recipe: Recipe,
     out: &Path,
+    work: &Path,
     quick: bool,
     extra: &[String],
     device: &str,
@@ -192,19 +208,22 @@ pub fn run_recipe(
         _ => write_atomic(&recorded, applied.as_bytes())?,
     }
     let started = std::time::Instant::now();
-    let data = benchmark(&recipe, out)?;
+    let data = benchmark(&recipe, work)?;
     let base = with_overrides(load_config(&recipe.config, &[])?, &recipe.set)?;
     let eval = Some(EvalSpec {
         data: vec![data.join("eval").to_string_lossy().into_owned()],
         classes: Some(data.join("eval/classes.json")).filter(|p| p.exists()),
     });
     let pool = data.join("pool").to_string_lossy().into_owned();
+    let mut parts = report::Parts::default();
     for run in &recipe.runs {
         let level = run.curated.as_deref().unwrap_or(&recipe.reference.curated);
         let needs_reference =
             run.method.scores() && run.score.unwrap_or(base.score).needs_reference();
         let reference = if needs_reference {
-            ReferenceSource::Cache(reference(&recipe, &base, &data, level, out, device)?)
+            let (dir, cache) = reference(&recipe, &base, &data, level, work, device)?;
+            parts.references.insert(level.to_string(), dir);
+            ReferenceSource::Cache(cache)
         } else {
             ReferenceSource::None
         };
@@ -214,7 +233,13 @@ pub fn run_recipe(
             config.score = score;
         }
         config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
-        let dir = out.join("runs").join(&run.name);
+        let key = key(&[
+            &serde_json::to_string(&config)?,
+            &format!("{reference:?}"),
+            &pool,
+        ]);
+        let dir = work.join("runs").join(format!("{}-{key}", run.name));
+        parts.runs.push(dir.clone());
         let options = TrainOptions {
             out: dir.clone(),
             data: vec![pool.clone()],
@@ -224,7 +249,7 @@ pub fn run_recipe(
         };
         run_once(&run.name, config, &options)?;
     }
-    let summary = report::build(&recipe, out, command, started.elapsed().as_secs_f64())?;
+    let summary = report::build(&recipe, &parts, command, started.elapsed().as_secs_f64())?;
     report::write(&summary, out)?;
     println!("{}", report::table(&summary));
     eprintln!(
@@ -261,9 +286,19 @@ fn run_once(name: &str, config: TrainConfig, options: &TrainOptions) -> Result<(
     Ok(())
 }
 
-/// The benchmark folder: the recipe's path, or generated once into OUT/data.
-fn benchmark(recipe: &Recipe, out: &Path) -> Result<PathBuf> {
-    let dir = out.join("data");
+/// A short hash of what determines a part.
+fn key(parts: &[&str]) -> String {
+    let joined = parts.join("\u{1f}");
+    format!(
+        "{:08x}",
+        jester_data::tools::inspect::fnv1a(joined.as_bytes()) as u32
+    )
+}
+
+/// The benchmark folder: the recipe's path, or generated once into WORK/data-HASH.
+fn benchmark(recipe: &Recipe, work: &Path) -> Result<PathBuf> {
+    let settings = recipe.benchmark_set.join(" ");
+    let dir = work.join(format!("data-{}", key(&[&recipe.benchmark, &settings])));
     let generated = |dir: &Path| dir.join("summary.json").exists();
     match recipe.benchmark.as_str() {
         "synthetic" | "fashion-mnist" if generated(&dir) => Ok(dir),
@@ -291,23 +326,33 @@ fn benchmark(recipe: &Recipe, out: &Path) -> Result<PathBuf> {
     }
 }
 
-/// The reference trained on `curated-LEVEL` and its cached pool embeddings (made once).
+/// The reference trained on `curated-LEVEL` and its cached pool embeddings (made once):
+/// (run folder, cache).
 fn reference(
     recipe: &Recipe,
     base: &TrainConfig,
     data: &Path,
     level: &str,
-    out: &Path,
+    work: &Path,
     device: tch::Device,
-) -> Result<PathBuf> {
-    let cache = out.join(format!("reference-{level}-pool.safetensors"));
-    if cache.exists() {
-        return Ok(cache);
-    }
-    let dir = out.join(format!("reference-{level}"));
+) -> Result<(PathBuf, PathBuf)> {
     let mut config = with_overrides(base.clone(), &recipe.reference.set)?;
     config.method = TrainMethod::Uniform;
     config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
+    let key = key(&[
+        &serde_json::to_string(&config)?,
+        level,
+        &data.to_string_lossy(),
+    ]);
+    let dir = work.join(format!("reference-{level}-{key}"));
+    let cache = work.join(format!("reference-{level}-{key}-pool.safetensors"));
+    if cache.exists() {
+        eprintln!(
+            "reference ({level}): finished earlier, kept ({})",
+            dir.display()
+        );
+        return Ok((dir, cache));
+    }
     let options = TrainOptions {
         out: dir.clone(),
         data: vec![data
@@ -326,7 +371,7 @@ fn reference(
     eprintln!("reference ({level}): embedding the pool");
     let pool = data.join("pool").to_string_lossy().into_owned();
     jester::embed::embed_shards(&trained, &[pool], &cache, 1024, 2, |_| {})?;
-    Ok(cache)
+    Ok((dir, cache))
 }
 
 #[derive(Args)]
@@ -347,5 +392,13 @@ pub const DEMO_RECIPE: &str = include_str!("../../../configs/experiments/headlin
 pub fn demo(args: DemoArgs) -> Result<()> {
     let recipe = Recipe::parse(DEMO_RECIPE).context("the built-in demo recipe")?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    run_recipe(recipe, &args.out, !args.full, &[], &args.device, &command)
+    run_recipe(
+        recipe,
+        &args.out,
+        &args.out,
+        !args.full,
+        &[],
+        &args.device,
+        &command,
+    )
 }

@@ -50,15 +50,20 @@ pub fn curves(s: &ExperimentSummary, path: &Path) -> Result<()> {
             .titled(&title, ("sans-serif", 22))
             .map_err(|e| anyhow!("plot: {e}"))?;
         let panels = root.split_evenly((1, 2));
-        panel(s, &panels[0], "examples seen (millions)", |p| {
-            p.examples_seen / 1e6
-        })?;
-        panel(
-            s,
-            &panels[1],
-            "total FLOPs, training + scoring (PFLOP)",
-            |p| p.flops_total / 1e15,
-        )?;
+        let points = || s.runs.iter().flat_map(|r| r.curve.iter());
+        let most_examples = points().map(|p| p.examples_seen).fold(0.0, f64::max);
+        let most_flops = points().map(|p| p.flops_total).fold(0.0, f64::max);
+        let (examples, e_unit) = scale(most_examples, &["", "thousands", "millions", "billions"]);
+        let flop_units = ["FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP", "EFLOP"];
+        let (flops, f_unit) = scale(most_flops, &flop_units);
+        let e_label = if e_unit.is_empty() {
+            "examples seen".to_string()
+        } else {
+            format!("examples seen ({e_unit})")
+        };
+        let f_label = format!("total FLOPs, training + scoring ({f_unit})");
+        panel(s, &panels[0], &e_label, |p| p.examples_seen / examples)?;
+        panel(s, &panels[1], &f_label, |p| p.flops_total / flops)?;
         root.present().map_err(|e| anyhow!("plot: {e}"))?;
     }
     let image = image::RgbImage::from_raw(WIDTH, HEIGHT, buffer).expect("buffer size");
@@ -143,4 +148,13 @@ fn panel(
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+/// The power of 1000 (and its unit) that keeps `max` in [1, 1000).
+fn scale(max: f64, units: &[&'static str]) -> (f64, &'static str) {
+    let mut power = 0;
+    while power + 1 < units.len() && max >= 1000f64.powi(power as i32 + 1) {
+        power += 1;
+    }
+    (1000f64.powi(power as i32), units[power])
 }

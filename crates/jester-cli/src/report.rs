@@ -24,6 +24,8 @@ pub struct Point {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunSummary {
     pub name: String,
+    /// The run folder.
+    pub dir: String,
     pub method: String,
     pub score: String,
     pub reference: Option<String>,
@@ -67,6 +69,13 @@ pub struct ExperimentSummary {
     pub machine: String,
     pub date: String,
     pub wall_seconds: f64,
+}
+
+/// Where the recipe's parts were trained (runs in recipe order).
+#[derive(Default)]
+pub struct Parts {
+    pub runs: Vec<std::path::PathBuf>,
+    pub references: BTreeMap<String, std::path::PathBuf>,
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
@@ -133,14 +142,18 @@ fn to_target(curve: &[Point], target: f64) -> Option<(f64, f64)> {
     None
 }
 
-pub fn build(recipe: &Recipe, out: &Path, command: &str, wall: f64) -> Result<ExperimentSummary> {
+pub fn build(
+    recipe: &Recipe,
+    parts: &Parts,
+    command: &str,
+    wall: f64,
+) -> Result<ExperimentSummary> {
     let mut runs = Vec::new();
     let mut pool_noise = BTreeMap::new();
-    for run in &recipe.runs {
-        let dir = out.join("runs").join(&run.name);
+    for (run, dir) in recipe.runs.iter().zip(&parts.runs) {
         let summary = read_json(&dir.join("summary.json"))?;
         let config = read_json(&dir.join("config.json"))?;
-        let points = evals(&dir)?;
+        let points = evals(dir)?;
         let curve: Vec<Point> = points
             .iter()
             .map(|(v, e)| Point {
@@ -163,6 +176,7 @@ pub fn build(recipe: &Recipe, out: &Path, command: &str, wall: f64) -> Result<Ex
         }
         runs.push(RunSummary {
             name: run.name.clone(),
+            dir: dir.to_string_lossy().into_owned(),
             method: run.method.name().into(),
             score: if run.method.scores() {
                 config["score"].as_str().unwrap_or("").into()
@@ -217,11 +231,10 @@ pub fn build(recipe: &Recipe, out: &Path, command: &str, wall: f64) -> Result<Ex
         }
     }
     let mut references = BTreeMap::new();
-    for level in ["strong", "moderate", "weak"] {
-        let dir = out.join(format!("reference-{level}"));
-        if let Ok(points) = evals(&dir) {
+    for (level, dir) in &parts.references {
+        if let Ok(points) = evals(dir) {
             if let Some((_, e)) = points.last() {
-                references.insert(level.to_string(), e.clone());
+                references.insert(level.clone(), e.clone());
             }
         }
     }

@@ -93,8 +93,12 @@ method = "flexi-jest"
     for run in runs {
         let name = run["name"].as_str().unwrap();
         // The summary's final score is the run's last evaluation.
-        let evals =
-            std::fs::read_to_string(out.join("runs").join(name).join("eval.jsonl")).unwrap();
+        let dir = Path::new(run["dir"].as_str().unwrap());
+        assert!(
+            dir.starts_with(&out),
+            "the parts live in the output folder without --work"
+        );
+        let evals = std::fs::read_to_string(dir.join("eval.jsonl")).unwrap();
         let last: Value = serde_json::from_str(evals.lines().last().unwrap()).unwrap();
         let e = &last["eval"];
         let mean_r1 = 0.5
@@ -139,7 +143,11 @@ method = "flexi-jest"
     // A rerun keeps every finished part and reproduces the numbers.
     let (ok, _, err) = jester(&args);
     assert!(ok, "{err}");
-    assert_eq!(err.matches("finished earlier, kept").count(), 3, "{err}");
+    assert_eq!(
+        err.matches("finished earlier, kept").count(),
+        5,
+        "three runs, and the reference for each of the two runs that use it: {err}"
+    );
     let again = read(&out.join("summary.json"));
     assert_eq!(again["runs"], summary["runs"]);
     // Other settings into the same folder are refused rather than mixed.
