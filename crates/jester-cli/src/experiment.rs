@@ -9,7 +9,7 @@
 //! WORK/data-HASH/                  the benchmark (generated unless the recipe names a folder)
 //! WORK/reference-LEVEL-HASH/       a reference run on curated-LEVEL, and its cached pool
 //! WORK/reference-LEVEL-HASH-pool.safetensors   embeddings
-//! WORK/runs/NAME-HASH/             each run of the recipe
+//! WORK/runs/METHOD-HASH/           each run of the recipe
 //! ```
 //! WORK is OUT unless `--work` names a folder shared by several experiments: parts are keyed by a
 //! hash of everything that determines them (resolved config, data, reference), so recipes that
@@ -238,7 +238,11 @@ pub fn run_recipe(
             &format!("{reference:?}"),
             &pool,
         ]);
-        let dir = work.join("runs").join(format!("{}-{key}", run.name));
+        // Named by method and key, not by the recipe's run name: the same settings under another
+        // name (`learnability` in one recipe, `jest` in another) are one run.
+        let dir = work
+            .join("runs")
+            .join(format!("{}-{key}", run.method.name()));
         parts.runs.push(dir.clone());
         let options = TrainOptions {
             out: dir.clone(),
