@@ -166,7 +166,13 @@ pub fn train(
     let metrics_path = out.join("metrics.jsonl");
     truncate_metrics(&metrics_path, state.step)?;
     let eval_path = out.join("eval.jsonl");
-    truncate_metrics(&eval_path, state.step)?;
+    // The evaluation after step S is written before checkpoint S, so it is kept on resuming from
+    // S; a run resumed with no checkpoint evaluates its initialisation again, so none is kept.
+    if state.step == 0 {
+        write_atomic(&eval_path, b"")?;
+    } else {
+        truncate_metrics(&eval_path, state.step)?;
+    }
     let eval_set = match &options.eval {
         Some(spec) => Some(EvalSet::load(
             &spec.data,
