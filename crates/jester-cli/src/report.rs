@@ -127,7 +127,9 @@ fn to_target(curve: &[Point], target: f64) -> Option<(f64, f64)> {
         }
         if p.metric >= target {
             return Some(match previous {
-                Some(q) if p.metric > q.metric => {
+                // Interpolate only from a point still below the target (the one before it may be
+                // the initialisation's, already at or above a target near chance).
+                Some(q) if q.metric < target => {
                     let w = (target - q.metric) / (p.metric - q.metric);
                     (
                         q.examples_seen + w * (p.examples_seen - q.examples_seen),
