@@ -2,15 +2,13 @@
 //! shard set, keyed by sample key and streamed to disk (JEST.md §6: the reference is cached as
 //! embeddings, never as scores, because scores depend on which examples share a batch).
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use jester_data::transform::Preprocess;
-use jester_data::{expand_shards, Loader, LoaderOptions, SkipCounts};
+use jester_data::SkipCounts;
 
 use crate::error::Result;
-use crate::train::batch::{assemble, example_work, Example};
+use crate::train::batch::{assemble, file_order_loader};
 use crate::train::{EmbeddingWriter, TrainedModel};
 
 /// What an embedding pass wrote.
@@ -34,27 +32,13 @@ pub fn embed_shards(
     mut progress: impl FnMut(usize),
 ) -> Result<EmbedSummary> {
     let config = &trained.config;
-    let shards = expand_shards(data)?;
-    let options = LoaderOptions {
-        shuffle: false,
-        shuffle_buffer: 0,
-        workers: workers.max(1),
-        prefetch: (2 * batch).max(64),
-        epochs: Some(1),
-        seed: 0,
-    };
-    let preprocess = Preprocess {
-        resolution: config.model.image.image_size as u32,
-        ..Preprocess::default()
-    };
-    let work = example_work(
-        config.data.decode.clone(),
-        preprocess,
-        Arc::new(trained.tokenizer.clone()),
-        config.model.text.context_length,
-        config.seed,
-    );
-    let mut loader: Loader<Example> = Loader::new(shards, &options, work, None)?;
+    let mut loader = file_order_loader(
+        data,
+        config,
+        &trained.tokenizer,
+        workers,
+        (2 * batch).max(64),
+    )?;
     let mut writer = EmbeddingWriter::create(out)?;
     let model = &trained.model;
     let patch = config.model.image.patch_size;

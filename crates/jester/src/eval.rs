@@ -7,19 +7,16 @@
 //! - Retrieval: each image ranks every caption of the set (and each caption every image); R@k is the
 //!   fraction whose own partner is among the k most similar. Ties count in the sample's favour.
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use jester_data::benchmark::ClassesFile;
 use jester_data::tokenizer::TextTokenizer;
-use jester_data::transform::Preprocess;
-use jester_data::{expand_shards, Loader, LoaderOptions};
 
 use crate::error::{Error, Result};
 use crate::model::{BatchTensors, TwoTower};
-use crate::train::batch::{assemble, example_work, Example};
+use crate::train::batch::{assemble, file_order_loader};
 use crate::train::TrainConfig;
 
 /// Every number an evaluation gives.
@@ -107,28 +104,8 @@ impl EvalSet {
         config: &TrainConfig,
         tokenizer: &TextTokenizer,
     ) -> Result<Self> {
-        let shards = expand_shards(data)?;
-        let options = LoaderOptions {
-            shuffle: false,
-            shuffle_buffer: 0,
-            workers: 2,
-            prefetch: 256,
-            epochs: Some(1),
-            seed: 0,
-        };
-        let preprocess = Preprocess {
-            resolution: config.model.image.image_size as u32,
-            ..Preprocess::default()
-        };
         let context = config.model.text.context_length;
-        let work = example_work(
-            config.data.decode.clone(),
-            preprocess,
-            Arc::new(tokenizer.clone()),
-            context,
-            config.seed,
-        );
-        let loader: Loader<Example> = Loader::new(shards, &options, work, None)?;
+        let loader = file_order_loader(data, config, tokenizer, 2, 256)?;
         let examples = loader.collect::<std::result::Result<Vec<_>, _>>()?;
         if examples.is_empty() {
             return Err(Error::invalid("eval", format!("no samples in {data:?}")));

@@ -62,6 +62,38 @@ pub fn example_work(
     })
 }
 
+/// A loader that reads `data` once, in file order, making examples for a model trained with
+/// `config` (what `embed` and evaluation read; training shuffles instead).
+pub fn file_order_loader(
+    data: &[String],
+    config: &crate::train::TrainConfig,
+    tokenizer: &TextTokenizer,
+    workers: usize,
+    prefetch: usize,
+) -> crate::error::Result<jester_data::Loader<Example>> {
+    let shards = jester_data::expand_shards(data)?;
+    let options = jester_data::LoaderOptions {
+        shuffle: false,
+        shuffle_buffer: 0,
+        workers: workers.max(1),
+        prefetch: prefetch.max(1),
+        epochs: Some(1),
+        seed: 0,
+    };
+    let preprocess = Preprocess {
+        resolution: config.model.image.image_size as u32,
+        ..Preprocess::default()
+    };
+    let work = example_work(
+        config.data.decode.clone(),
+        preprocess,
+        Arc::new(tokenizer.clone()),
+        config.model.text.context_length,
+        config.seed,
+    );
+    Ok(jester_data::Loader::new(shards, &options, work, None)?)
+}
+
 /// A drawn batch: its examples' keys and ground truth, and their tensors on the device.
 pub struct Drawn {
     pub keys: Vec<String>,
