@@ -80,18 +80,24 @@ pub fn file_order_loader(
         epochs: Some(1),
         seed: 0,
     };
+    let work = model_work(config, tokenizer);
+    Ok(jester_data::Loader::new(shards, &options, work, None)?)
+}
+
+/// [`example_work`] for a model trained with `config`: its decoding options, its resolution, its
+/// context length and seed.
+pub fn model_work(config: &crate::train::TrainConfig, tokenizer: &TextTokenizer) -> Work<Example> {
     let preprocess = Preprocess {
         resolution: config.model.image.image_size as u32,
         ..Preprocess::default()
     };
-    let work = example_work(
+    example_work(
         config.data.decode.clone(),
         preprocess,
         Arc::new(tokenizer.clone()),
         config.model.text.context_length,
         config.seed,
-    );
-    Ok(jester_data::Loader::new(shards, &options, work, None)?)
+    )
 }
 
 /// A drawn batch: its examples' keys and ground truth, and their tensors on the device.

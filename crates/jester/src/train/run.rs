@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -13,10 +12,9 @@ use tch::Device;
 use jester_data::decode::caption;
 use jester_data::shard_reader::{read_shard, ShardItem};
 use jester_data::tokenizer::TextTokenizer;
-use jester_data::transform::Preprocess;
 use jester_data::{expand_shards, Loader, LoaderOptions, SkipCounts};
 
-use super::batch::{assemble, example_work, Drawn, Example};
+use super::batch::{assemble, model_work, Drawn, Example};
 use super::checkpoint::{
     latest_checkpoint, load_trained, read_config, read_state, save_checkpoint, save_model_atomic,
     write_atomic, RunState,
@@ -216,17 +214,7 @@ pub fn train(
         epochs: None,
         ..config.data.loader.clone()
     };
-    let preprocess = Preprocess {
-        resolution: config.model.image.image_size as u32,
-        ..Preprocess::default()
-    };
-    let work = example_work(
-        config.data.decode.clone(),
-        preprocess,
-        Arc::new(tokenizer.clone()),
-        config.model.text.context_length,
-        config.seed,
-    );
+    let work = model_work(&config, &tokenizer);
     let mut loader: Loader<Example> =
         Loader::new(shards, &loader_options, work, Some(state.cursor.clone()))?;
 
