@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
+use jester::model::Precision;
 use jester::train::{train, ReferenceSource, Silent, Start, TrainMethod, TrainOptions};
 use jester_data::benchmark::synthetic::{generate, SyntheticConfig};
 
@@ -61,12 +62,15 @@ struct MethodRow {
     mfu: f64,
     wall_cost_vs_uniform: Option<f64>,
     flop_cost_vs_uniform: f64,
+    /// The training loss after the last step (same seed and data for every precision).
+    final_loss: f64,
 }
 
 #[derive(Serialize)]
 struct Report {
     config: String,
     device: String,
+    precision: &'static str,
     threads: i32,
     gemm_gflops_square_2048: f64,
     parameters: usize,
@@ -118,12 +122,19 @@ pub fn run(args: TrainBench) -> Result<()> {
         .to_string_lossy()
         .into_owned();
 
-    let s = Tensor::randn([2048, 2048], (Kind::Float, device));
+    // MFU is measured against a GEMM in the arithmetic the forward passes use.
+    let precision = base.precision;
+    let kind = match precision {
+        Precision::F32 => Kind::Float,
+        Precision::Bf16 => Kind::BFloat16,
+    };
+    let s = Tensor::randn([2048, 2048], (kind, device));
     let gemm = gflops(2.0 * 2048f64.powi(3), device, || {
         let _ = s.matmul(&s);
     });
     eprintln!(
-        "GEMM f32 2048³: {gemm:.1} GFLOP/s on {device:?} with {} threads",
+        "GEMM {} 2048³: {gemm:.1} GFLOP/s on {device:?} with {} threads",
+        precision.name(),
         tch::get_num_threads()
     );
 
@@ -176,6 +187,7 @@ pub fn run(args: TrainBench) -> Result<()> {
             mfu: flop_per_step / 1e9 / per_step / gemm,
             wall_cost_vs_uniform: uniform_step.map(|u| per_step / u),
             flop_cost_vs_uniform: summary.cost_vs_uniform,
+            final_loss: summary.final_loss,
         };
         eprintln!(
             "{:<12} {:6.2} steps/s {:8.0} examples/s {:7.1} GFLOP/step {:5.1}% MFU",
@@ -190,6 +202,7 @@ pub fn run(args: TrainBench) -> Result<()> {
     let report = Report {
         config: args.config.clone(),
         device: format!("{device:?}"),
+        precision: precision.name(),
         threads: tch::get_num_threads(),
         gemm_gflops_square_2048: gemm,
         parameters,
@@ -204,13 +217,13 @@ pub fn run(args: TrainBench) -> Result<()> {
 
 fn print_table(r: &Report) {
     println!(
-        "| method | b / B | steps/s | examples/s | s/step (load / score / select / step) | GFLOP/step | GFLOP/s | MFU | cost vs uniform: wall | FLOPs |"
+        "| method | b / B | steps/s | examples/s | s/step (load / score / select / step) | GFLOP/step | GFLOP/s | MFU | cost vs uniform: wall | FLOPs | final loss |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in &r.rows {
         let s = |k: &str| row.seconds_per_step.get(k).copied().unwrap_or(0.0);
         println!(
-            "| {} | {} / {} | {:.2} | {:.0} | {:.3} / {:.3} / {:.3} / {:.3} | {:.1} | {:.1} | {:.1}% | {} | {:.2}× |",
+            "| {} | {} / {} | {:.2} | {:.0} | {:.3} / {:.3} / {:.3} / {:.3} | {:.1} | {:.1} | {:.1}% | {} | {:.2}× | {:.4} |",
             row.method,
             row.batch,
             row.super_batch,
@@ -225,11 +238,12 @@ fn print_table(r: &Report) {
             100.0 * row.mfu,
             row.wall_cost_vs_uniform.map_or("—".into(), |c| format!("{c:.2}×")),
             row.flop_cost_vs_uniform,
+            row.final_loss,
         );
     }
     println!(
-        "\n{} parameters; GEMM f32 2048³ {:.1} GFLOP/s on {} ({} threads)",
-        r.parameters, r.gemm_gflops_square_2048, r.device, r.threads
+        "\n{} parameters, {} forward passes; GEMM {} 2048³ {:.1} GFLOP/s on {} ({} threads)",
+        r.parameters, r.precision, r.precision, r.gemm_gflops_square_2048, r.device, r.threads
     );
 }
 

@@ -1,7 +1,7 @@
 //! The two-tower model: shapes, FlexiViT patch sizes, text pooling, the loss, and weights that
 //! round-trip.
 use jester::loss::sigmoid_batch_loss;
-use jester::model::{half_and_half, BatchTensors, ModelConfig, TwoTower};
+use jester::model::{half_and_half, BatchTensors, ModelConfig, Precision, TwoTower};
 use tch::{Device, Kind, Tensor};
 
 fn config() -> ModelConfig {
@@ -133,6 +133,50 @@ fn every_parameter_gets_a_gradient_from_a_multi_resolution_loss() {
 }
 
 #[test]
+fn bf16_autocast_tracks_f32_and_keeps_embeddings_and_gradients_in_f32() {
+    // Mixed precision is checked against f32 on the same weights and batch: the embeddings stay
+    // unit f32 rows within bf16's rounding of them, the loss within 1 %, and the gradients are f32
+    // and point the same way (cosine > 0.95 over all parameters).
+    tch::manual_seed(6);
+    let c = config();
+    let mut model = TwoTower::new(&c, Device::Cpu).unwrap();
+    let b = batch(16, &c);
+    let parts = half_and_half(16, 4, 8);
+    let run = |model: &TwoTower| {
+        for (_, p) in model.parameters() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let loss = model.loss(&b, &parts).unwrap();
+        loss.backward();
+        let grads: Vec<Tensor> = model
+            .parameters()
+            .iter()
+            .map(|(_, p)| p.grad().flatten(0, -1).copy())
+            .collect();
+        let z = model.encode_images(&b.images, 4).unwrap();
+        (loss.double_value(&[]), Tensor::cat(&grads, 0), z)
+    };
+    let (loss32, grad32, z32) = run(&model);
+    model.set_precision(Precision::Bf16);
+    let (loss16, grad16, z16) = run(&model);
+    assert_eq!(z16.kind(), Kind::Float);
+    assert_eq!(grad16.kind(), Kind::Float);
+    let dz = max_abs(&(&z16 - &z32));
+    assert!(dz > 0.0, "bf16 changed nothing: autocast is not active");
+    assert!(dz < 0.05, "embeddings moved by {dz}");
+    assert!(
+        (loss16 - loss32).abs() < 0.01 * loss32.abs(),
+        "loss {loss16} vs {loss32}"
+    );
+    let cosine = (&grad16 * &grad32).sum(Kind::Float).double_value(&[])
+        / (grad16.norm().double_value(&[]) * grad32.norm().double_value(&[]));
+    assert!(cosine > 0.95, "gradient cosine {cosine}");
+}
+
+#[test]
 fn weights_round_trip_through_safetensors() {
     tch::manual_seed(5);
     let c = config();
@@ -178,4 +222,44 @@ fn presets_validate_and_bad_configs_say_what_is_wrong() {
         .unwrap_err()
         .to_string()
         .contains("vocab_size is 0"));
+}
+
+#[test]
+fn cuda_model_matches_cpu_model_in_f32_and_bf16_tracks_it() {
+    if !tch::Cuda::is_available() {
+        eprintln!("skipped: no CUDA device (the GPU twin runs only where libtorch sees a GPU)");
+        return;
+    }
+    tch::manual_seed(7);
+    let c = config();
+    let cpu = TwoTower::new(&c, Device::Cpu).unwrap();
+    let gpu_device = Device::Cuda(0);
+    let mut gpu = TwoTower::new(&c, gpu_device).unwrap();
+    gpu.var_store_mut().copy(cpu.var_store()).unwrap();
+    let b = batch(32, &c);
+    let on_gpu = BatchTensors {
+        images: b.images.to(gpu_device),
+        ids: b.ids.to(gpu_device),
+        last: b.last.to(gpu_device),
+    };
+    let parts = half_and_half(32, 4, 8);
+    let loss_cpu = cpu.loss(&b, &parts).unwrap().double_value(&[]);
+    let loss_gpu = gpu.loss(&on_gpu, &parts).unwrap().double_value(&[]);
+    // cuDNN convolutions may use TF32 (libtorch's default), hence 1e-3 rather than f32 rounding.
+    assert!(
+        (loss_cpu - loss_gpu).abs() < 1e-3 * loss_cpu.abs(),
+        "loss cpu {loss_cpu} vs cuda {loss_gpu}"
+    );
+    let z_cpu = cpu.embed(&b, 4).unwrap();
+    let z_gpu = gpu.embed(&on_gpu, 4).unwrap();
+    let dz = max_abs(&(z_gpu.image().to(Device::Cpu) - z_cpu.image()));
+    assert!(dz < 1e-2, "image embeddings differ by {dz}");
+    gpu.set_precision(Precision::Bf16);
+    let loss_bf16 = gpu.loss(&on_gpu, &parts).unwrap();
+    assert_eq!(loss_bf16.kind(), Kind::Float);
+    let loss_bf16 = loss_bf16.double_value(&[]);
+    assert!(
+        (loss_bf16 - loss_cpu).abs() < 0.01 * loss_cpu.abs(),
+        "loss bf16 {loss_bf16} vs f32 {loss_cpu}"
+    );
 }

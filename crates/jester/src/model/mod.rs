@@ -9,14 +9,16 @@
 mod block;
 mod config;
 pub mod flexi;
+pub mod precision;
 mod text;
 mod vision;
 
 use std::path::Path;
 
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 pub use config::{ModelConfig, TextConfig, VisionConfig};
+pub use precision::{autocast, Precision};
 
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
@@ -74,6 +76,7 @@ pub struct TwoTower {
     log_temperature: Tensor,
     bias: Tensor,
     config: ModelConfig,
+    precision: Precision,
 }
 
 impl std::fmt::Debug for TwoTower {
@@ -112,6 +115,7 @@ impl TwoTower {
             log_temperature,
             bias,
             config: config.clone(),
+            precision: Precision::F32,
         })
     }
 
@@ -133,6 +137,13 @@ impl TwoTower {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+    /// The arithmetic of the forward passes (f32 unless set); embeddings are f32 either way.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
     pub fn device(&self) -> Device {
         self.vars.device()
@@ -177,7 +188,10 @@ impl TwoTower {
                 got: size,
             });
         }
-        Ok(normalise(&self.image.forward(images, patch)))
+        let x = autocast(self.precision, self.device(), || {
+            self.image.forward(images, patch)
+        });
+        Ok(normalise(&x.to_kind(Kind::Float)))
     }
 
     /// L2-normalised text embeddings `[n, D]` of `ids [n, T]` pooled at `last [n]`.
@@ -191,7 +205,10 @@ impl TwoTower {
                 got: size,
             });
         }
-        Ok(normalise(&self.text.forward(ids, last)))
+        let x = autocast(self.precision, self.device(), || {
+            self.text.forward(ids, last)
+        });
+        Ok(normalise(&x.to_kind(Kind::Float)))
     }
 
     /// Embeddings of a batch with every image at patch `patch`, detached, as the selector takes

@@ -218,7 +218,8 @@ pub fn load_trained(out: &Path, device: tch::Device) -> Result<TrainedModel> {
             what: "the run has no weights yet (no model.safetensors and no checkpoint)".into(),
         });
     };
-    let model = TwoTower::load(&config.model, &weights, device)?;
+    let mut model = TwoTower::load(&config.model, &weights, device)?;
+    model.set_precision(config.precision);
     Ok(TrainedModel {
         config,
         tokenizer,

@@ -5,7 +5,7 @@ use jester_data::decode::DecodeOptions;
 use jester_data::LoaderOptions;
 
 use crate::error::{Error, Result};
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, Precision};
 use crate::select::ScoreKind;
 
 /// How each step's batch is chosen (JEST.md §§3–5).
@@ -166,6 +166,9 @@ pub struct TrainConfig {
     /// after the last only).
     #[serde(default)]
     pub eval_every: usize,
+    /// Arithmetic of the forward passes (training, scoring, evaluation): f32 or bf16 autocast.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -195,6 +198,7 @@ impl TrainConfig {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             eval_every: 0,
+            precision: Precision::F32,
         })
     }
 

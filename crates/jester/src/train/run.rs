@@ -144,6 +144,7 @@ pub fn train(
 
     tch::manual_seed(config.seed as i64);
     let mut model = TwoTower::new(&config.model, options.device)?;
+    model.set_precision(config.precision);
     let parameters = model.parameters();
     let mut optimizer = AdamW::new(&config.optim, &parameters, config.steps);
     let mut state = RunState::default();
