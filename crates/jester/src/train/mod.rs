@@ -10,10 +10,11 @@ pub mod config;
 pub mod optim;
 pub mod reference;
 pub mod run;
+mod scoring;
+mod setup;
 
 pub use checkpoint::{load_trained, TrainedModel};
 pub use config::{DataConfig, FlexiConfig, OptimConfig, TrainConfig, TrainMethod};
 pub use reference::{EmbeddingCache, EmbeddingWriter};
-pub use run::{
-    train, EvalSpec, Observer, ReferenceSource, Silent, Start, TrainOptions, TrainSummary,
-};
+pub use run::{train, EvalSpec, Observer, Silent, Start, TrainOptions, TrainSummary};
+pub use scoring::ReferenceSource;

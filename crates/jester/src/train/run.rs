@@ -9,37 +9,24 @@ use serde::Serialize;
 use serde_json::json;
 use tch::Device;
 
-use jester_data::decode::caption;
-use jester_data::shard_reader::{read_shard, ShardItem};
 use jester_data::tokenizer::TextTokenizer;
 use jester_data::{expand_shards, Loader, LoaderOptions, SkipCounts};
 
-use super::batch::{assemble, model_work, Drawn, Example};
+use super::batch::{assemble, model_work, Example};
 use super::checkpoint::{
-    latest_checkpoint, load_trained, read_config, read_state, save_checkpoint, save_model_atomic,
-    write_atomic, RunState,
+    latest_checkpoint, read_config, read_state, save_checkpoint, save_model_atomic, write_atomic,
+    RunState,
 };
 use super::config::{TrainConfig, TrainMethod};
 use super::optim::{learning_rate, AdamW};
-use super::reference::EmbeddingCache;
+use super::scoring::{open_reference, reference_embeddings, Reference, ReferenceSource, StepCosts};
+use super::setup::set_up;
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
 use crate::eval::EvalSet;
-use crate::flops;
 use crate::loss::LossKind;
 use crate::model::{BatchTensors, TwoTower};
 use crate::select::{batch_score, select, uniform_batch_score, Method, ScoreKind, SelectConfig};
-
-/// Where the reference's embeddings come from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ReferenceSource {
-    /// No reference (uniform training, or the hard-learner score).
-    None,
-    /// A cache written by `jester embed`, looked up by sample key (JEST.md §6).
-    Cache(PathBuf),
-    /// A trained run folder, scored online at every step (≈ B extra forwards per step).
-    Model(PathBuf),
-}
 
 /// How a run starts.
 pub enum Start {
@@ -101,12 +88,6 @@ pub struct TrainSummary {
     pub skipped: SkipCounts,
     pub noise_drawn: BTreeMap<String, u64>,
     pub noise_selected: BTreeMap<String, u64>,
-}
-
-enum Reference {
-    None,
-    Cache(EmbeddingCache),
-    Model(Box<TwoTower>),
 }
 
 /// Runs (or resumes) a training run to its last step.
@@ -389,181 +370,6 @@ pub fn train(
         &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
     )?;
     Ok(summary)
-}
-
-/// A fresh run's folder: refuses to overwrite a run, resolves the tokenizer and the vocabulary,
-/// writes `config.json` and `tokenizer.json`.
-fn set_up(
-    mut config: TrainConfig,
-    out: &Path,
-    shards: &[PathBuf],
-    reference: &ReferenceSource,
-) -> Result<(TrainConfig, TextTokenizer)> {
-    if out.join("config.json").exists() {
-        return Err(Error::Input {
-            path: out.to_owned(),
-            what: "already holds a run; continue it with --resume, or give a new --out folder"
-                .into(),
-        });
-    }
-    std::fs::create_dir_all(out).map_err(|source| Error::Io {
-        path: out.to_owned(),
-        source,
-    })?;
-    let tokenizer = if !config.data.tokenizer.is_empty() {
-        TextTokenizer::from_file(&config.data.tokenizer)?
-    } else if let ReferenceSource::Model(dir) = reference {
-        // Scoring online feeds the learner's token ids to the reference: share its tokenizer.
-        TextTokenizer::from_file(dir.join("tokenizer.json"))?
-    } else {
-        train_tokenizer(shards, &config)?
-    };
-    let vocab = tokenizer.vocab_size();
-    if config.model.text.vocab_size == 0 {
-        config.model.text.vocab_size = vocab;
-    } else if config.model.text.vocab_size < vocab {
-        return Err(Error::invalid(
-            "train config",
-            format!(
-                "model.text.vocab_size {} is below the tokenizer's {vocab}; set it to 0 to follow the tokenizer",
-                config.model.text.vocab_size
-            ),
-        ));
-    }
-    config.validate()?;
-    tokenizer.save(out.join("tokenizer.json"))?;
-    write_atomic(
-        &out.join("config.json"),
-        &serde_json::to_vec_pretty(&config).expect("config serialises"),
-    )?;
-    Ok((config, tokenizer))
-}
-
-/// A byte-level BPE trained on the first captions of the training shards, in file order.
-fn train_tokenizer(shards: &[PathBuf], config: &TrainConfig) -> Result<TextTokenizer> {
-    let limit = config.data.tokenizer_captions;
-    let mut captions = Vec::new();
-    for shard in shards {
-        read_shard(shard, |item| {
-            if let ShardItem::Sample(raw) = item {
-                if captions.len() < limit {
-                    if let Ok(text) = caption(&raw, &config.data.decode) {
-                        captions.push(text);
-                    }
-                }
-            }
-        })?;
-        if captions.len() >= limit {
-            break;
-        }
-    }
-    Ok(TextTokenizer::train_bpe(
-        captions.into_iter(),
-        config.data.tokenizer_vocab,
-        2,
-    )?)
-}
-
-fn open_reference(
-    source: &ReferenceSource,
-    config: &TrainConfig,
-    device: Device,
-) -> Result<Reference> {
-    Ok(match source {
-        ReferenceSource::None => Reference::None,
-        ReferenceSource::Cache(path) => Reference::Cache(EmbeddingCache::read(path)?),
-        ReferenceSource::Model(dir) => {
-            let trained = load_trained(dir, device)?;
-            let theirs = &trained.config.model;
-            if theirs.image.image_size != config.model.image.image_size
-                || theirs.text.context_length != config.model.text.context_length
-            {
-                return Err(Error::Input {
-                    path: dir.clone(),
-                    what: format!(
-                        "the reference reads {}-px images and {} tokens, the learner {}-px and {}; \
-                         to score online both must read the same inputs (or cache its embeddings \
-                         with `jester embed`)",
-                        theirs.image.image_size,
-                        theirs.text.context_length,
-                        config.model.image.image_size,
-                        config.model.text.context_length
-                    ),
-                });
-            }
-            Reference::Model(Box::new(trained.model))
-        }
-    })
-}
-
-fn reference_embeddings(
-    reference: &Reference,
-    drawn: &Drawn,
-    config: &TrainConfig,
-    device: Device,
-) -> Result<Option<PairEmbeddings>> {
-    if !config.score.needs_reference() {
-        return Ok(None);
-    }
-    Ok(match reference {
-        Reference::None => None,
-        Reference::Cache(cache) => Some(cache.lookup(&drawn.keys, device)?),
-        Reference::Model(model) => {
-            let patch = model.config().image.patch_size;
-            Some(model.embed(&drawn.tensors, patch)?)
-        }
-    })
-}
-
-/// FLOPs of one step as executed (JEST.md §6): training 3× the forward of the trained batch
-/// (each part at its patch size); scoring the learner's forward over B at the scoring patch, the
-/// reference's when scored online, and the selection's block products.
-struct StepCosts {
-    train: f64,
-    score: f64,
-    uniform: f64,
-}
-
-impl StepCosts {
-    fn new(config: &TrainConfig, reference: &Reference) -> Self {
-        let m = &config.model;
-        let b = config.batch;
-        let text = flops::text_forward(&m.text, m.embed_dim);
-        let loss = flops::loss_per_example(b, m.embed_dim);
-        let train: f64 = config
-            .train_parts()
-            .iter()
-            .map(|&(rows, patch)| {
-                rows as f64 * 3.0 * flops::image_forward(&m.image, m.embed_dim, patch)
-            })
-            .sum::<f64>()
-            + b as f64 * 3.0 * (text + loss);
-        let uniform = b as f64 * 3.0 * (flops::example_forward(m, m.image.patch_size) + loss);
-        let score = if config.method.scores() {
-            let big = config.super_batch();
-            let mut score = big as f64 * flops::example_forward(m, config.score_patch());
-            let mut models = 1;
-            if config.score.needs_reference() {
-                models = if config.score == ScoreKind::Learnability {
-                    2
-                } else {
-                    1
-                };
-                if let Reference::Model(reference) = reference {
-                    let r = reference.config();
-                    score += big as f64 * flops::example_forward(r, r.image.patch_size);
-                }
-            }
-            score + flops::selection(b, big, m.embed_dim, models)
-        } else {
-            0.0
-        };
-        Self {
-            train,
-            score,
-            uniform,
-        }
-    }
 }
 
 /// Per-window accumulators of the metrics line.

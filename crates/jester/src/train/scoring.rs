@@ -1,0 +1,134 @@
+//! Where the reference's embeddings come from at each step, and what a step costs in FLOPs as
+//! executed (JEST.md §6).
+use std::path::PathBuf;
+
+use tch::Device;
+
+use super::batch::Drawn;
+use super::checkpoint::load_trained;
+use super::config::TrainConfig;
+use super::reference::EmbeddingCache;
+use crate::embeddings::PairEmbeddings;
+use crate::error::{Error, Result};
+use crate::flops;
+use crate::model::TwoTower;
+use crate::select::ScoreKind;
+
+/// Where the reference's embeddings come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReferenceSource {
+    /// No reference (uniform training, or the hard-learner score).
+    None,
+    /// A cache written by `jester embed`, looked up by sample key (JEST.md §6).
+    Cache(PathBuf),
+    /// A trained run folder, scored online at every step (≈ B extra forwards per step).
+    Model(PathBuf),
+}
+
+pub(super) enum Reference {
+    None,
+    Cache(EmbeddingCache),
+    Model(Box<TwoTower>),
+}
+
+pub(super) fn open_reference(
+    source: &ReferenceSource,
+    config: &TrainConfig,
+    device: Device,
+) -> Result<Reference> {
+    Ok(match source {
+        ReferenceSource::None => Reference::None,
+        ReferenceSource::Cache(path) => Reference::Cache(EmbeddingCache::read(path)?),
+        ReferenceSource::Model(dir) => {
+            let trained = load_trained(dir, device)?;
+            let theirs = &trained.config.model;
+            if theirs.image.image_size != config.model.image.image_size
+                || theirs.text.context_length != config.model.text.context_length
+            {
+                return Err(Error::Input {
+                    path: dir.clone(),
+                    what: format!(
+                        "the reference reads {}-px images and {} tokens, the learner {}-px and {}; \
+                         to score online both must read the same inputs (or cache its embeddings \
+                         with `jester embed`)",
+                        theirs.image.image_size,
+                        theirs.text.context_length,
+                        config.model.image.image_size,
+                        config.model.text.context_length
+                    ),
+                });
+            }
+            Reference::Model(Box::new(trained.model))
+        }
+    })
+}
+
+pub(super) fn reference_embeddings(
+    reference: &Reference,
+    drawn: &Drawn,
+    config: &TrainConfig,
+    device: Device,
+) -> Result<Option<PairEmbeddings>> {
+    if !config.score.needs_reference() {
+        return Ok(None);
+    }
+    Ok(match reference {
+        Reference::None => None,
+        Reference::Cache(cache) => Some(cache.lookup(&drawn.keys, device)?),
+        Reference::Model(model) => {
+            let patch = model.config().image.patch_size;
+            Some(model.embed(&drawn.tensors, patch)?)
+        }
+    })
+}
+
+/// FLOPs of one step as executed (JEST.md §6): training 3× the forward of the trained batch
+/// (each part at its patch size); scoring the learner's forward over B at the scoring patch, the
+/// reference's when scored online, and the selection's block products.
+pub(super) struct StepCosts {
+    pub train: f64,
+    pub score: f64,
+    pub uniform: f64,
+}
+
+impl StepCosts {
+    pub fn new(config: &TrainConfig, reference: &Reference) -> Self {
+        let m = &config.model;
+        let b = config.batch;
+        let text = flops::text_forward(&m.text, m.embed_dim);
+        let loss = flops::loss_per_example(b, m.embed_dim);
+        let train: f64 = config
+            .train_parts()
+            .iter()
+            .map(|&(rows, patch)| {
+                rows as f64 * 3.0 * flops::image_forward(&m.image, m.embed_dim, patch)
+            })
+            .sum::<f64>()
+            + b as f64 * 3.0 * (text + loss);
+        let uniform = b as f64 * 3.0 * (flops::example_forward(m, m.image.patch_size) + loss);
+        let score = if config.method.scores() {
+            let big = config.super_batch();
+            let mut score = big as f64 * flops::example_forward(m, config.score_patch());
+            let mut models = 1;
+            if config.score.needs_reference() {
+                models = if config.score == ScoreKind::Learnability {
+                    2
+                } else {
+                    1
+                };
+                if let Reference::Model(reference) = reference {
+                    let r = reference.config();
+                    score += big as f64 * flops::example_forward(r, r.image.patch_size);
+                }
+            }
+            score + flops::selection(b, big, m.embed_dim, models)
+        } else {
+            0.0
+        };
+        Self {
+            train,
+            score,
+            uniform,
+        }
+    }
+}
