@@ -167,7 +167,9 @@ pub struct TrainConfig {
     #[serde(default)]
     pub eval_every: usize,
     /// Arithmetic of the forward passes (training, scoring, evaluation): f32 or bf16 autocast.
-    #[serde(default)]
+    /// Written only when not f32, so configs (and the experiment parts keyed by them) from before
+    /// this setting existed stay the same.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
 }
 
@@ -299,5 +301,24 @@ impl TrainConfig {
             return bad("keep_checkpoints is 0; at least the newest is kept".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_is_written_only_when_not_f32_and_round_trips() {
+        let mut config = TrainConfig::preset("tiny").unwrap();
+        let f32_json = serde_json::to_value(&config).unwrap();
+        assert!(f32_json.get("precision").is_none(), "{f32_json}");
+        config.precision = Precision::Bf16;
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains(r#""precision":"bf16""#), "{json}");
+        let back: TrainConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.precision, Precision::Bf16);
+        let old: TrainConfig = serde_json::from_value(f32_json).unwrap();
+        assert_eq!(old.precision, Precision::F32);
     }
 }
