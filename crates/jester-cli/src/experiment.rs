@@ -160,10 +160,18 @@ pub struct ExperimentArgs {
     set: Vec<String>,
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Report this main metric instead of the recipe's. The runs do not depend on it, so with the
+    /// recipe's `--work` folder a finished experiment is re-reported without training; give a new
+    /// `--out`.
+    #[arg(long, value_parser = ["zero_shot_top1", "retrieval_r1"])]
+    metric: Option<String>,
 }
 
 pub fn run(args: ExperimentArgs) -> Result<()> {
-    let recipe = Recipe::read(&args.recipe)?;
+    let mut recipe = Recipe::read(&args.recipe)?;
+    if let Some(metric) = &args.metric {
+        recipe.metric = metric.clone();
+    }
     let out = args
         .out
         .clone()

@@ -156,5 +156,29 @@ method = "flexi-jest"
         !ok && err.contains("holds an experiment with other settings"),
         "{err}"
     );
+    // Another main metric re-reports the same runs without training (a new --out, same work).
+    let other = root.join("by-zero-shot");
+    let (ok, _, err) = jester(
+        &[
+            &args[..2],
+            &[
+                "--metric",
+                "zero_shot_top1",
+                "--out",
+                other.to_str().unwrap(),
+                "--work",
+                out.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(err.matches("finished earlier, kept").count(), 5, "{err}");
+    let by_zero_shot = read(&other.join("summary.json"));
+    assert_eq!(by_zero_shot["metric"], "zero_shot_top1");
+    for (run, before) in by_zero_shot["runs"].as_array().unwrap().iter().zip(runs) {
+        assert_eq!(run["dir"], before["dir"], "the same run folders");
+        assert_eq!(run["final_metric"], run["final_eval"]["zero_shot_top1"]);
+    }
     std::fs::remove_dir_all(root).unwrap();
 }
