@@ -241,11 +241,7 @@ pub fn run_recipe(
             config.score = score;
         }
         config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
-        let key = key(&[
-            &serde_json::to_string(&config)?,
-            &format!("{reference:?}"),
-            &pool,
-        ]);
+        let key = key(&[&config_key(&config)?, &format!("{reference:?}"), &pool]);
         // Named by method and key, not by the recipe's run name: the same settings under another
         // name (`learnability` in one recipe, `jest` in another) are one run.
         let dir = work
@@ -296,6 +292,22 @@ fn run_once(name: &str, config: TrainConfig, options: &TrainOptions) -> Result<(
     train(start, options, &mut progress).with_context(|| format!("run {name}"))?;
     progress.finish();
     Ok(())
+}
+
+/// The resolved config as it determines a part: without the loader's thread and prefetch counts,
+/// which follow the machine (workers default to its cores) and never change what is loaded (the
+/// loader reorders its workers' output by sample number), so a work folder keeps its parts on
+/// another machine.
+fn config_key(config: &TrainConfig) -> Result<String> {
+    let mut value = serde_json::to_value(config)?;
+    if let Some(loader) = value
+        .pointer_mut("/data/loader")
+        .and_then(|l| l.as_object_mut())
+    {
+        loader.remove("workers");
+        loader.remove("prefetch");
+    }
+    Ok(value.to_string())
 }
 
 /// A short hash of what determines a part.
@@ -351,11 +363,7 @@ fn reference(
     let mut config = with_overrides(base.clone(), &recipe.reference.set)?;
     config.method = TrainMethod::Uniform;
     config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
-    let key = key(&[
-        &serde_json::to_string(&config)?,
-        level,
-        &data.to_string_lossy(),
-    ]);
+    let key = key(&[&config_key(&config)?, level, &data.to_string_lossy()]);
     let dir = work.join(format!("reference-{level}-{key}"));
     let cache = work.join(format!("reference-{level}-{key}-pool.safetensors"));
     if cache.exists() {
@@ -413,4 +421,30 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         &args.device,
         &command,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_part_key_ignores_the_machines_loader_threads_but_not_the_settings() {
+        let config = TrainConfig::preset("tiny").unwrap();
+        let mut other_machine = config.clone();
+        other_machine.data.loader.workers = 16;
+        other_machine.data.loader.prefetch = 4096;
+        assert_eq!(
+            config_key(&config).unwrap(),
+            config_key(&other_machine).unwrap()
+        );
+        let mut longer = config.clone();
+        longer.steps += 1;
+        assert_ne!(config_key(&config).unwrap(), config_key(&longer).unwrap());
+        let mut reshuffled = config.clone();
+        reshuffled.data.loader.shuffle_buffer += 1;
+        assert_ne!(
+            config_key(&config).unwrap(),
+            config_key(&reshuffled).unwrap()
+        );
+    }
 }
