@@ -4,8 +4,9 @@
 #   2. `jester bench train` of tiny, small and b16 (b = 256) in f32 and in bf16 autocast;
 #   3. `jester demo` end to end on CUDA, timed.
 # Usage: scripts/gpu-check.sh BIN_DIR OUT_DIR
-#   BIN_DIR holds `jester` and the test binaries `test-*` built on the CPU machine (same libtorch
-#   version as the GPU machine's python3 torch, whose lib folder is put on LD_LIBRARY_PATH).
+#   BIN_DIR holds `jester` and the test binaries `test-*` built on the CPU machine by
+#   scripts/gpu-bundle.sh (same libtorch version as the GPU machine's python3 torch, whose lib
+#   folder is put on LD_LIBRARY_PATH).
 set -uo pipefail
 deadline=$(($(date +%s) + ${GPU_CHECK_SECONDS:-540}))
 left() { echo $((deadline - $(date +%s))); }

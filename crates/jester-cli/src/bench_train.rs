@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-use jester::model::Precision;
 use jester::train::{train, ReferenceSource, Silent, Start, TrainMethod, TrainOptions};
 use jester_data::benchmark::synthetic::{generate, SyntheticConfig};
 
@@ -124,11 +123,7 @@ pub fn run(args: TrainBench) -> Result<()> {
 
     // MFU is measured against a GEMM in the arithmetic the forward passes use.
     let precision = base.precision;
-    let kind = match precision {
-        Precision::F32 => Kind::Float,
-        Precision::Bf16 => Kind::BFloat16,
-    };
-    let s = Tensor::randn([2048, 2048], (kind, device));
+    let s = Tensor::randn([2048, 2048], (precision.kind(), device));
     let gemm = gflops(2.0 * 2048f64.powi(3), device, || {
         let _ = s.matmul(&s);
     });
@@ -242,8 +237,12 @@ fn print_table(r: &Report) {
         );
     }
     println!(
-        "\n{} parameters, {} forward passes; GEMM {} 2048³ {:.1} GFLOP/s on {} ({} threads)",
-        r.parameters, r.precision, r.precision, r.gemm_gflops_square_2048, r.device, r.threads
+        "\n{} parameters, {p} forward passes; GEMM {p} 2048³ {:.1} GFLOP/s on {} ({} threads)",
+        r.parameters,
+        r.gemm_gflops_square_2048,
+        r.device,
+        r.threads,
+        p = r.precision,
     );
 }
 

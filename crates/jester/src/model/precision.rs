@@ -7,7 +7,7 @@
 //! exported by `libtorch_cpu` in every 2.x release; if one ever goes, the build fails to link rather
 //! than running silently in f32. `c10::DeviceType` and `c10::ScalarType` are `enum class : int8_t`.
 use serde::{Deserialize, Serialize};
-use tch::Device;
+use tch::{Device, Kind};
 
 /// The arithmetic of the forward passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -25,6 +25,14 @@ pub enum Precision {
 impl Precision {
     pub fn is_f32(&self) -> bool {
         *self == Precision::F32
+    }
+
+    /// The element type of the matrix products under this precision.
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::F32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -111,7 +119,7 @@ impl Drop for AutocastGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Kind, Tensor};
+    use tch::Tensor;
 
     #[test]
     fn matrix_products_run_in_bf16_inside_and_f32_after() {

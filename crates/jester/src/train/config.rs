@@ -167,8 +167,8 @@ pub struct TrainConfig {
     #[serde(default)]
     pub eval_every: usize,
     /// Arithmetic of the forward passes (training, scoring, evaluation): f32 or bf16 autocast.
-    /// Written only when not f32, so configs (and the experiment parts keyed by them) from before
-    /// this setting existed stay the same.
+    /// Written only when not f32, so an f32 run's `config.json` reads as it did before this setting
+    /// existed.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
 }
