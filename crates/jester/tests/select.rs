@@ -356,19 +356,33 @@ fn any_score() -> impl Strategy<Value = ScoreKind> {
     ]
 }
 
+/// Gains from 0 (uniform without replacement) through denormal-small to the paper's 100.
+fn any_gain() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        Just(f64::MIN_POSITIVE),
+        Just(1e-300),
+        1e-12f64..1e-3,
+        0.1f64..10.0,
+        Just(100.0),
+        Just(1e6),
+    ]
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn every_selection_is_b_distinct_indices_in_range_and_reproducible(
         n in 2usize..60, dim in 1usize..8, keep in 0.0f64..1.0, chunks in 1usize..20,
         seed in any::<u64>(), method in any_method(), score in any_score(), softmax in any::<bool>(),
+        gain in any_gain(),
     ) {
         let batch = ((n as f64 * keep) as usize).clamp(1, n);
         let chunks = chunks.min(batch);
         let (learner, reference) = clustered(&small(n, dim, 3, seed % 1000), Kind::Float);
         let loss = if softmax { LossKind::Softmax } else { LossKind::Sigmoid };
-        let c = SelectConfig { method, score, loss, chunks, gain: 100.0, seed };
+        let c = SelectConfig { method, score, loss, chunks, gain, seed };
         let s = select(&learner, Some(&reference), batch, &c).unwrap();
         prop_assert_eq!(s.indices.len(), batch);
         let mut sorted = s.indices.clone();
@@ -420,4 +434,32 @@ fn uniform_batch_score_is_the_mean_over_every_subset() {
         "{exact} vs {}",
         sum / count as f64
     );
+}
+
+#[test]
+fn gain_zero_is_uniform_without_replacement() {
+    // 32 of 64 in 16 chunks with gain 0: every draw must be distinct (−∞·0 = NaN once re-drew the
+    // first chunk in every later one), and each example is kept with probability b/B = 1/2
+    // whatever its score. Over 400 seeds the count of each example is Binomial(400, 1/2):
+    // sd 10, so ±60 is 6 sd.
+    let (learner, reference) = clustered(&small(64, 6, 3, 11), Kind::Float);
+    let mut counts = [0u32; 64];
+    let seeds = 400;
+    for seed in 0..seeds {
+        let c = config(ScoreKind::Learnability, LossKind::Sigmoid, 16, 0.0, seed);
+        let s = select(&learner, Some(&reference), 32, &c).unwrap();
+        let mut sorted = s.indices.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 32, "seed {seed}: repeats in {:?}", s.indices);
+        for i in s.indices {
+            counts[i as usize] += 1;
+        }
+    }
+    for (i, &k) in counts.iter().enumerate() {
+        assert!(
+            (k as i64 - 200).abs() <= 60,
+            "example {i} kept {k} of {seeds} times"
+        );
+    }
 }

@@ -34,7 +34,12 @@ impl GumbelNoise {
 
 /// The k largest of `gain · logits + noise` (all `[B]`), best first, as int64 `[k]`. Entries of
 /// `logits` that are −∞ (already selected) are never taken while k ≤ the finite count.
+///
+/// The mask is applied after scaling: −∞ · 0 is NaN, which `topk` ranks first, so a gain of 0
+/// would otherwise re-draw the selected examples. With gain 0 every key is pure noise: a uniform
+/// draw without replacement among the unselected.
 pub(crate) fn gumbel_top_k(logits: &Tensor, noise: &Tensor, gain: f64, k: usize) -> Tensor {
-    let keys = logits * gain + noise;
+    let selected = logits.isneginf();
+    let keys = (logits * gain + noise).masked_fill(&selected, f64::NEG_INFINITY);
     keys.topk(k as i64, 0, true, true).1
 }
