@@ -14,7 +14,7 @@ use crate::output::write_json;
 
 #[derive(Args)]
 pub struct SelectArgs {
-    /// Learner embeddings: safetensors with `image` [B, D], `text` [B, D] (f32), scalars `t`
+    /// Learner embeddings: safetensors with `image` [B, D], `text` [B, D] (f32, f64, f16 or bf16), scalars `t`
     /// (the temperature, not its log) and `b`.
     #[arg(long, required_unless_present = "learner_image")]
     learner: Option<PathBuf>,
@@ -59,10 +59,10 @@ pub struct SelectArgs {
 /// `.npy` input for the learner instead of a safetensors file.
 #[derive(Args)]
 struct LearnerNpy {
-    /// Learner image embeddings, .npy f32 [B, D].
+    /// Learner image embeddings, .npy [B, D] (any float dtype).
     #[arg(long, conflicts_with = "learner", requires_all = ["learner_text", "learner_t", "learner_b"])]
     learner_image: Option<PathBuf>,
-    /// Learner text embeddings, .npy f32 [B, D].
+    /// Learner text embeddings, .npy [B, D] (any float dtype).
     #[arg(long, requires = "learner_image")]
     learner_text: Option<PathBuf>,
     /// Learner temperature t (not its log).

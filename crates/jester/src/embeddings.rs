@@ -17,6 +17,8 @@ pub struct PairEmbeddings {
 
 impl PairEmbeddings {
     /// Checks shapes and values, then L2-normalises the rows (idempotent for normalised input).
+    /// f32 and f64 are kept; f16 and bf16 (common in users' caches) are converted to f32 on their
+    /// device, since scores summed over thousands of pairs need more than 8–11 mantissa bits.
     /// Fails on a shape mismatch between towers, a non-float dtype, NaN/Inf, or a zero row.
     pub fn new(image: Tensor, text: Tensor, t: f64, b: f64) -> Result<Self> {
         const OP: &str = "PairEmbeddings::new";
@@ -28,12 +30,27 @@ impl PairEmbeddings {
                     got: x.size(),
                 });
             }
-            if !matches!(x.kind(), Kind::Float | Kind::Double) {
+            if !matches!(
+                x.kind(),
+                Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+            ) {
                 return Err(Error::invalid(
                     OP,
-                    format!("{name} has dtype {:?}; expected f32 (or f64)", x.kind()),
+                    format!(
+                        "{name} has dtype {:?}; expected a floating-point type (f32, f64, f16 or bf16)",
+                        x.kind()
+                    ),
                 ));
             }
+        }
+        let widen = |x: Tensor| match x.kind() {
+            Kind::Half | Kind::BFloat16 => x.to_kind(Kind::Float),
+            _ => x,
+        };
+        let (mut image, mut text) = (widen(image), widen(text));
+        if image.kind() != text.kind() {
+            // f32 with f64: the engine's working type for both.
+            (image, text) = (image.to_kind(Kind::Float), text.to_kind(Kind::Float));
         }
         if image.size() != text.size() {
             return Err(Error::invalid(

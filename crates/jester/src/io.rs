@@ -1,5 +1,5 @@
 //! Reading the embeddings users bring (e.g. from a PyTorch model) into [`PairEmbeddings`]:
-//! a safetensors file with `image [B, D]`, `text [B, D]` (f32) and scalars `t` (the temperature
+//! a safetensors file with `image [B, D]`, `text [B, D]` (f32, f64, f16 or bf16) and scalars `t` (the temperature
 //! itself, not its log) and `b`; or a pair of `.npy` files plus t and b. Every error names the file
 //! and says how to fix it.
 use std::path::Path;
@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
 
-const LAYOUT: &str = "expected tensors `image` [B, D] and `text` [B, D] (f32) and scalars `t` \
+const LAYOUT: &str = "expected tensors `image` [B, D] and `text` [B, D] (floats) and scalars `t` \
                       (the temperature itself, not its log) and `b`";
 
 /// Reads one model's embeddings from a safetensors file (see the module docs for the layout).
@@ -40,25 +40,21 @@ pub fn read_safetensors(path: &Path) -> Result<PairEmbeddings> {
     };
     let matrix = |name: &str| -> Result<Tensor> {
         let view = tensor(name)?;
-        if view.dtype() != Dtype::F32 {
-            return Err(input(format!(
-                "tensor `{name}` is {:?}; expected F32 (in PyTorch: `.float()` before saving)",
+        let kind = float_kind(view.dtype()).ok_or_else(|| {
+            input(format!(
+                "tensor `{name}` is {:?}; expected a floating-point type (F32, F64, F16 or BF16; \
+                 in PyTorch: `.float()` before saving)",
                 view.dtype()
-            )));
-        }
+            ))
+        })?;
         if view.shape().len() != 2 {
             return Err(input(format!(
                 "tensor `{name}` has shape {:?}; expected [B, D]",
                 view.shape()
             )));
         }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        Ok(Tensor::from_slice(&values).reshape(shape))
+        Ok(Tensor::f_from_data_size(view.data(), &shape, kind)?)
     };
     let scalar = |name: &str| -> Result<f64> {
         let view = tensor(name)?;
@@ -69,11 +65,13 @@ pub fn read_safetensors(path: &Path) -> Result<PairEmbeddings> {
             )));
         }
         let d = view.data();
-        match view.dtype() {
+        match (view.dtype(), float_kind(view.dtype())) {
             // Via the shortest decimal of the f32, so 0.1f32 reads as 0.1, not 0.10000000149.
-            Dtype::F32 => Ok(shortest(f32::from_le_bytes([d[0], d[1], d[2], d[3]]))),
-            Dtype::F64 => Ok(f64::from_le_bytes(d[..8].try_into().expect("8 bytes"))),
-            other => Err(input(format!("`{name}` is {other:?}; expected F32 or F64"))),
+            (Dtype::F32, _) => Ok(shortest(f32::from_le_bytes([d[0], d[1], d[2], d[3]]))),
+            (_, Some(kind)) => Ok(Tensor::f_from_data_size(d, &[], kind)?.double_value(&[])),
+            (other, None) => Err(input(format!(
+                "`{name}` is {other:?}; expected a floating-point scalar"
+            ))),
         }
     };
     let (image, text) = (matrix("image")?, matrix("text")?);
@@ -94,9 +92,12 @@ pub fn read_npy_pair(image: &Path, text: &Path, t: f64, b: f64) -> Result<PairEm
         }
         let x =
             Tensor::read_npy(path).map_err(|e| input(format!("not a readable .npy file: {e}")))?;
-        if x.kind() != Kind::Float {
+        if !matches!(
+            x.kind(),
+            Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+        ) {
             return Err(input(format!(
-                "dtype is {:?}; expected float32 (numpy: `.astype(np.float32)`)",
+                "dtype is {:?}; expected a floating-point type (numpy: `.astype(np.float32)`)",
                 x.kind()
             )));
         }
@@ -106,6 +107,17 @@ pub fn read_npy_pair(image: &Path, text: &Path, t: f64, b: f64) -> Result<PairEm
         Ok(x)
     };
     build(image, read(image)?, read(text)?, t, b)
+}
+
+/// The tch kind of a floating-point safetensors dtype; `None` for integers and the rest.
+fn float_kind(dtype: Dtype) -> Option<Kind> {
+    match dtype {
+        Dtype::F32 => Some(Kind::Float),
+        Dtype::F64 => Some(Kind::Double),
+        Dtype::F16 => Some(Kind::Half),
+        Dtype::BF16 => Some(Kind::BFloat16),
+        _ => None,
+    }
 }
 
 fn shortest(x: f32) -> f64 {

@@ -53,6 +53,50 @@ fn good_safetensors_round_trip_normalised() {
 }
 
 #[test]
+fn half_double_and_bfloat_safetensors_read_as_their_f32_values() {
+    let d = dir("kinds");
+    let reference = {
+        let path = d.join("f32.safetensors");
+        write(
+            &path,
+            &[
+                ("image", rows(5, 3)),
+                ("text", rows(5, 3) * 2.0),
+                ("t", Tensor::from(10f32)),
+                ("b", Tensor::from(-10f32)),
+            ],
+        );
+        read_safetensors(&path).unwrap()
+    };
+    for (kind, tolerance) in [
+        (Kind::Double, 1e-6),
+        (Kind::Half, 2e-3),
+        (Kind::BFloat16, 2e-2),
+    ] {
+        let path = d.join(format!("{kind:?}.safetensors"));
+        write(
+            &path,
+            &[
+                ("image", rows(5, 3).to_kind(kind)),
+                ("text", (rows(5, 3) * 2.0).to_kind(kind)),
+                ("t", Tensor::from(10f32).to_kind(kind)),
+                ("b", Tensor::from(-10f32).to_kind(kind)),
+            ],
+        );
+        let e = read_safetensors(&path).unwrap();
+        assert!(matches!(e.kind(), Kind::Float | Kind::Double), "{kind:?}");
+        assert_eq!((e.temperature(), e.bias()), (10.0, -10.0), "{kind:?}");
+        for (a, b) in [(e.image(), reference.image()), (e.text(), reference.text())] {
+            let gap = (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(gap < tolerance, "{kind:?}: {gap}");
+        }
+    }
+}
+
+#[test]
 fn bad_safetensors_are_refused_with_the_reason() {
     let d = dir("bad");
     let ok = || {
@@ -77,8 +121,16 @@ fn bad_safetensors_are_refused_with_the_reason() {
         err.contains("missing tensor `text`") && err.contains("image"),
         "{err}"
     );
-    let err = case("half", &|t| t[0].1 = rows(4, 3).to_kind(Kind::Half));
-    assert!(err.contains("F16") && err.contains("F32"), "{err}");
+    let err = case("integer", &|t| t[0].1 = rows(4, 3).to_kind(Kind::Int));
+    assert!(
+        err.contains("I32") && err.contains("floating-point"),
+        "{err}"
+    );
+    let err = case("integer-t", &|t| t[2].1 = Tensor::from(10i64));
+    assert!(
+        err.contains("`t`") && err.contains("floating-point"),
+        "{err}"
+    );
     let err = case("mismatch", &|t| t[1].1 = rows(5, 3));
     assert!(err.contains("[4, 3]") && err.contains("[5, 3]"), "{err}");
     let err = case("nan", &|t| {
@@ -117,12 +169,28 @@ fn npy_pairs_are_read_and_checked() {
     let e = read_npy_pair(&image, &text, 10.0, -10.0).unwrap();
     assert_eq!((e.len(), e.dim()), (6, 4));
 
-    let wide = d.join("wide.npy");
-    rows(6, 4).to_kind(Kind::Double).write_npy(&wide).unwrap();
-    let err = read_npy_pair(&image, &wide, 10.0, -10.0)
+    // f64 and f16 files are converted (users' caches are often half precision).
+    for (name, kind) in [("wide", Kind::Double), ("half", Kind::Half)] {
+        let other = d.join(format!("{name}.npy"));
+        rows(6, 4).to_kind(kind).write_npy(&other).unwrap();
+        let mixed = read_npy_pair(&image, &other, 10.0, -10.0).unwrap();
+        let gap = (mixed.text().to_kind(Kind::Double) - e.text().to_kind(Kind::Double))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(gap < 1e-3, "{name}: {gap}");
+    }
+    let ints = d.join("ints.npy");
+    Tensor::ones([6, 4], (Kind::Int64, tch::Device::Cpu))
+        .write_npy(&ints)
+        .unwrap();
+    let err = read_npy_pair(&image, &ints, 10.0, -10.0)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("wide.npy") && err.contains("float32"), "{err}");
+    assert!(
+        err.contains("ints.npy") && err.contains("floating-point"),
+        "{err}"
+    );
     let short = d.join("short.npy");
     rows(5, 4).write_npy(&short).unwrap();
     let err = read_npy_pair(&image, &short, 10.0, -10.0)
