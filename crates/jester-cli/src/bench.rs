@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Loader(crate::bench_loader::LoaderBench),
     /// Training throughput of every method: steps/s, examples/s, MFU, cost relative to uniform.
     Train(crate::bench_train::TrainBench),
+    /// A million small samples through the loader: resident memory must stay flat after warm-up.
+    Stream(crate::bench_stream::StreamBench),
 }
 
 #[derive(Args)]
@@ -88,6 +90,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Select(args) => bench_select(args),
         BenchCommand::Loader(args) => crate::bench_loader::run(args),
+        BenchCommand::Stream(args) => crate::bench_stream::run(args),
         BenchCommand::Train(args) => crate::bench_train::run(args),
     }
 }

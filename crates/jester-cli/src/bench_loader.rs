@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use jester_data::decode::{decode, DecodeOptions};
 use jester_data::tokenizer::TextTokenizer;
 use jester_data::transform::Preprocess;
@@ -19,12 +19,18 @@ use crate::bench::PeakRss;
 
 #[derive(Args)]
 pub struct LoaderBench {
-    /// Shards to read; without it, JPEG shards of --image-size are generated in a temp folder.
+    /// Shards to read; without it, shards of --input images are generated in a temp folder.
     #[arg(long, num_args = 1..)]
     data: Vec<String>,
-    /// Side of generated images.
+    /// What to generate.
+    #[arg(long, value_enum, default_value_t = Input::Jpeg)]
+    input: Input,
+    /// Width of generated images.
     #[arg(long, default_value_t = 224)]
     image_size: u32,
+    /// Height of generated images (default: --image-size).
+    #[arg(long)]
+    image_height: Option<u32>,
     /// The model's input resolution.
     #[arg(long, default_value_t = 224)]
     resolution: u32,
@@ -41,10 +47,23 @@ pub struct LoaderBench {
     train: bool,
 }
 
+/// Generated images.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Input {
+    /// Photo-like JPEGs (gradients plus noise).
+    Jpeg,
+    /// Clip-art SVGs (filled and stroked shapes) declaring the image size as their own.
+    Svg,
+}
+
 pub fn run(args: LoaderBench) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("jester-bench-loader-{}", std::process::id()));
+    let size = (
+        args.image_size,
+        args.image_height.unwrap_or(args.image_size),
+    );
     let shards = if args.data.is_empty() {
-        generate(&dir, args.samples, args.image_size)?
+        generate(&dir, args.samples, size, args.input)?
     } else {
         expand_shards(&args.data)?
     };
@@ -60,7 +79,11 @@ pub fn run(args: LoaderBench) -> Result<()> {
         train: args.train,
         ..Preprocess::default()
     };
-    let (context, decode_options) = (args.context_length, DecodeOptions::default());
+    let decode_options = DecodeOptions {
+        svg_side: Some(preprocess.source_side()),
+        ..DecodeOptions::default()
+    };
+    let context = args.context_length;
     let work = Arc::new(move |raw: RawSample| {
         let sample = decode(&raw, &decode_options)?;
         let mut rng =
@@ -91,7 +114,12 @@ pub fn run(args: LoaderBench) -> Result<()> {
     drop(loader);
     let _ = std::fs::remove_dir_all(&dir);
     let source = if args.data.is_empty() {
-        format!("generated {0}×{0} JPEGs", args.image_size)
+        let kind = if args.input == Input::Svg {
+            "SVGs"
+        } else {
+            "JPEGs"
+        };
+        format!("generated {}×{} {kind}", size.0, size.1)
     } else {
         args.data.join(" ")
     };
@@ -109,32 +137,66 @@ pub fn run(args: LoaderBench) -> Result<()> {
     Ok(())
 }
 
-/// `samples` JPEGs of size × size (smooth gradients plus noise, so they compress like photos).
-fn generate(dir: &std::path::Path, samples: usize, size: u32) -> Result<Vec<PathBuf>> {
+/// `samples` images of `width × height` and their captions, in shards of 1000.
+fn generate(
+    dir: &std::path::Path,
+    samples: usize,
+    (width, height): (u32, u32),
+    input: Input,
+) -> Result<Vec<PathBuf>> {
     let mut writer = ShardWriter::new(dir, 1000)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for i in 0..samples {
-        let (a, b, c): (f32, f32, f32) = (rng.gen(), rng.gen(), rng.gen());
-        let img = image::RgbImage::from_fn(size, size, |x, y| {
-            let (u, v) = (x as f32 / size as f32, y as f32 / size as f32);
-            let n = (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729) ^ i as u32) % 32;
-            image::Rgb([
-                (255.0 * (a * u + (1.0 - a) * v)) as u8 ^ n as u8,
-                (255.0 * b * u * v) as u8,
-                (255.0 * c) as u8 ^ (n as u8 / 2),
-            ])
-        });
-        let mut jpeg = Cursor::new(Vec::new());
-        img.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
+        let (extension, bytes) = match input {
+            Input::Jpeg => ("jpg", jpeg(&mut rng, i, width, height)?),
+            Input::Svg => ("svg", svg(&mut rng, width, height).into_bytes()),
+        };
         let caption = format!(
             "a photo of object {i} in a {} scene",
             ["red", "green", "blue"][i % 3]
         );
         writer.write(
             &RawSample::new(format!("{i:09}"))
-                .with("jpg", jpeg.into_inner())
+                .with(extension, bytes)
                 .with("txt", caption),
         )?;
     }
     Ok(writer.finish()?)
+}
+
+/// Smooth gradients plus noise, so it compresses like a photo.
+fn jpeg(rng: &mut impl Rng, i: usize, width: u32, height: u32) -> Result<Vec<u8>> {
+    let (a, b, c): (f32, f32, f32) = (rng.gen(), rng.gen(), rng.gen());
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let (u, v) = (x as f32 / width as f32, y as f32 / height as f32);
+        let n = (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729) ^ i as u32) % 32;
+        image::Rgb([
+            (255.0 * (a * u + (1.0 - a) * v)) as u8 ^ n as u8,
+            (255.0 * b * u * v) as u8,
+            (255.0 * c) as u8 ^ (n as u8 / 2),
+        ])
+    });
+    let mut jpeg = Cursor::new(Vec::new());
+    img.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
+    Ok(jpeg.into_inner())
+}
+
+/// Clip art in the manner of OpenMoji: a 72-unit view box drawn at the declared size, a dozen
+/// filled and outlined shapes.
+fn svg(rng: &mut impl Rng, width: u32, height: u32) -> String {
+    let mut shapes = String::new();
+    for _ in 0..12 {
+        let (x, y, r) = (
+            rng.gen_range(8..64),
+            rng.gen_range(8..64),
+            rng.gen_range(4..20),
+        );
+        let fill = rng.gen::<u32>() & 0xff_ffff;
+        shapes += &format!(
+            r##"<circle cx="{x}" cy="{y}" r="{r}" fill="#{fill:06x}" stroke="#000" stroke-width="2"/><path d="M{x} {y} q 10 -20 20 0 t 20 0" fill="none" stroke="#{fill:06x}" stroke-linecap="round" stroke-width="3"/>"##
+        );
+    }
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 72 72" preserveAspectRatio="none">{shapes}</svg>"#
+    )
 }

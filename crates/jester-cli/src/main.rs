@@ -1,9 +1,11 @@
 //! `jester`: JEST data selection for image-text contrastive learning.
 mod bench;
 mod bench_loader;
+mod bench_stream;
 mod bench_train;
 mod data;
 mod experiment;
+mod logging;
 mod malloc;
 mod output;
 mod plot;
@@ -56,15 +58,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     malloc::tune();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JESTER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
+    logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Select(args) => select::run(args),

@@ -16,6 +16,25 @@ pub struct DecodeOptions {
     pub max_pixels: u64,
     /// The `.json` field read as the caption when there is no `.txt` member.
     pub caption_field: String,
+    /// Captions longer than this (raw bytes, before trimming) are skipped as `caption-too-long`
+    /// (default 16 KiB). Web alt-text is a few hundred bytes and a text tower reads only its first
+    /// T tokens; a multi-megabyte "caption" is a scraped page or spam that only costs time.
+    /// Left out of a serialised config at its default, so that configs (and the experiment keys
+    /// hashed from them) written before it existed stay the same.
+    #[serde(skip_serializing_if = "is_default_max_caption_bytes")]
+    pub max_caption_bytes: usize,
+    /// Draw SVGs with their shorter side at most this long (the transform's [`source_side`]),
+    /// however large they declare themselves. Set from the preprocessing in code, not a config.
+    ///
+    /// [`source_side`]: crate::transform::Preprocess::source_side
+    #[serde(skip)]
+    pub svg_side: Option<u32>,
+}
+
+const DEFAULT_MAX_CAPTION_BYTES: usize = 16 << 10;
+
+fn is_default_max_caption_bytes(n: &usize) -> bool {
+    *n == DEFAULT_MAX_CAPTION_BYTES
 }
 
 impl Default for DecodeOptions {
@@ -23,6 +42,8 @@ impl Default for DecodeOptions {
         Self {
             max_pixels: 8192 * 8192,
             caption_field: "caption".into(),
+            max_caption_bytes: DEFAULT_MAX_CAPTION_BYTES,
+            svg_side: None,
         }
     }
 }
@@ -40,25 +61,35 @@ pub struct DecodedSample {
     pub npy: Option<Vec<u8>>,
 }
 
-/// The caption of a raw sample: its `.txt` member, else the caption field of its `.json`.
+/// The caption of a raw sample: its `.txt` member, else the caption field of its `.json`. Its
+/// length is checked first: nothing else is done with a caption over the limit.
 pub fn caption(raw: &RawSample, options: &DecodeOptions) -> Result<String, SkipReason> {
-    let text = if let Some(bytes) = raw.member("txt") {
-        String::from_utf8(bytes.to_vec()).map_err(|_| SkipReason::NonUtf8Caption)?
+    let checked = |len: usize| {
+        if len > options.max_caption_bytes {
+            Err(SkipReason::CaptionTooLong)
+        } else {
+            Ok(())
+        }
+    };
+    let trimmed = |text: &str| match text.trim() {
+        "" => Err(SkipReason::EmptyCaption),
+        text => Ok(text.to_owned()),
+    };
+    if let Some(bytes) = raw.member("txt") {
+        checked(bytes.len())?;
+        trimmed(std::str::from_utf8(bytes).map_err(|_| SkipReason::NonUtf8Caption)?)
     } else if let Some(bytes) = raw.member("json") {
         let meta: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|_| SkipReason::BadJson)?;
-        meta.get(&options.caption_field)
+        let text = meta
+            .get(&options.caption_field)
             .and_then(|c| c.as_str())
-            .ok_or(SkipReason::NoCaption)?
-            .to_owned()
+            .ok_or(SkipReason::NoCaption)?;
+        checked(text.len())?;
+        trimmed(text)
     } else {
-        return Err(SkipReason::NoCaption);
-    };
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Err(SkipReason::EmptyCaption);
+        Err(SkipReason::NoCaption)
     }
-    Ok(trimmed.to_owned())
 }
 
 /// Decodes image and caption (and keeps `.json` and `.npy`), or says why the sample is skipped.
@@ -88,7 +119,7 @@ pub fn decode_image(raw: &RawSample, options: &DecodeOptions) -> Result<RgbImage
         return Err(SkipReason::EmptyImage);
     }
     if extension == "svg" {
-        return rasterise_svg(bytes, options);
+        return crate::svg::rasterise(bytes, options.svg_side, options.max_pixels);
     }
     let reader = || {
         ImageReader::new(Cursor::new(bytes))
@@ -110,35 +141,4 @@ pub fn decode_image(raw: &RawSample, options: &DecodeOptions) -> Result<RgbImage
         _ => SkipReason::UndecodableImage,
     })?;
     Ok(image.into_rgb8())
-}
-
-/// An SVG drawn at its own size (scaled down to fit `max_pixels`), composited on white. Text
-/// elements are not drawn: that would need system fonts.
-fn rasterise_svg(bytes: &[u8], options: &DecodeOptions) -> Result<RgbImage, SkipReason> {
-    use resvg::{tiny_skia, usvg};
-    let tree = usvg::Tree::from_data(bytes, &usvg::Options::default())
-        .map_err(|_| SkipReason::UndecodableImage)?;
-    let size = tree.size();
-    let (w, h) = (size.width() as f64, size.height() as f64);
-    let scale = (options.max_pixels as f64 / (w * h).max(1.0))
-        .sqrt()
-        .min(1.0);
-    let (pw, ph) = (
-        ((w * scale).round() as u32).max(1),
-        ((h * scale).round() as u32).max(1),
-    );
-    let mut pixmap = tiny_skia::Pixmap::new(pw, ph).ok_or(SkipReason::ImageTooLarge)?;
-    let transform =
-        tiny_skia::Transform::from_scale((pw as f64 / w) as f32, (ph as f64 / h) as f32);
-    resvg::render(&tree, transform, &mut pixmap.as_mut());
-    // Premultiplied RGBA over white: c + (255 − a).
-    let rgb = pixmap.data().chunks_exact(4).flat_map(|p| {
-        let white = 255 - p[3];
-        [
-            p[0].saturating_add(white),
-            p[1].saturating_add(white),
-            p[2].saturating_add(white),
-        ]
-    });
-    Ok(RgbImage::from_raw(pw, ph, rgb.collect()).expect("w × h × 3 bytes"))
 }

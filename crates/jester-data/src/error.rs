@@ -21,8 +21,18 @@ pub enum Error {
     #[error("shards {spec:?}: {why}")]
     Shards { spec: String, why: String },
     /// A file given as a shard that is not a tar archive at all.
-    #[error("{}: not a tar shard ({why}); shards must be POSIX tar files as WebDataset/img2dataset write them", path.display())]
+    #[error("{}: not a tar shard ({why}); shards must be POSIX tar files, plain or gzip-compressed, as WebDataset/img2dataset write them", path.display())]
     NotATar { path: PathBuf, why: String },
+    /// A gzip-compressed shard with no tar inside, or broken before its first member.
+    #[error("{}: gzip-compressed, but no tar can be read from it ({why}); check it with `gzip -t FILE` and re-write it if that fails", path.display())]
+    BadGzipShard { path: PathBuf, why: String },
+    /// A shard compressed with something jester does not read (zstd, bzip2, xz).
+    #[error("{}: a {format}-compressed shard; jester reads plain and gzip-compressed tars, so decompress it first (`{command} FILE`) or re-write it with gzip", path.display())]
+    CompressedShard {
+        path: PathBuf,
+        format: &'static str,
+        command: &'static str,
+    },
     #[error("{}: cannot write safetensors: {why}", path.display())]
     Safetensors { path: PathBuf, why: String },
     /// A data set that must be installed first (DATA.md lists how to get each one).

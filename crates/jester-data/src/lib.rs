@@ -2,6 +2,7 @@
 //! built-in benchmarks with known noise, and the clustered synthetic embeddings that
 //! `jester select` and the selection benchmark run on.
 pub mod benchmark;
+mod compression;
 pub mod decode;
 pub mod error;
 pub mod loader;
@@ -10,7 +11,9 @@ pub mod shard_reader;
 pub mod shard_writer;
 pub mod shards;
 pub mod skip;
+mod svg;
 pub mod synthetic_embeddings;
+mod text_prefix;
 pub mod tokenizer;
 pub mod tools;
 pub mod transform;

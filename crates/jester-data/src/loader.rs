@@ -279,7 +279,8 @@ impl Reader {
             let mut keep_going = true;
             let result = self.epoch(epoch, &mut |item: Item| {
                 if skip > 0 {
-                    // Replaying up to the cursor: counted, not decoded.
+                    // Replaying up to the cursor: counted, not decoded. Read, never seeked to by
+                    // byte offset: a gzip stream cannot seek, and the shuffle buffer must refill.
                     skip -= 1;
                 } else if keep_going {
                     keep_going = send(item);

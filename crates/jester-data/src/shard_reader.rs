@@ -4,11 +4,16 @@
 //!
 //! A file that is not a tar at all is an error naming it. A tar that breaks off (truncated, or
 //! garbage after some members) yields the samples before the break and one
-//! [`SkipReason::TruncatedShard`] for the sample it cut.
+//! [`SkipReason::TruncatedShard`] for the sample it cut. A gzip-compressed tar (`.tar.gz`,
+//! `.tgz`, or any name: it is known by its magic bytes) is read through a decoder, and breaks
+//! off the same way when its stream does.
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use flate2::bufread::MultiGzDecoder;
+
+use crate::compression::{detect, Compression};
 use crate::error::{Error, Result};
 use crate::sample::RawSample;
 use crate::skip::SkipReason;
@@ -25,19 +30,32 @@ pub enum ShardItem {
 }
 
 /// Calls `each` with every sample (or skip) of the shard at `path`, in order. Errors only when the
-/// file cannot be opened or is not a tar archive.
+/// file cannot be opened or is not a tar archive (plain or gzip-compressed).
 pub fn read_shard(path: &Path, each: impl FnMut(ShardItem)) -> Result<()> {
-    let file = File::open(path).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let file = File::open(path).map_err(io)?;
     if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(Error::NotATar {
             path: path.to_owned(),
             why: "the file is empty".into(),
         });
     }
-    read_tar(BufReader::with_capacity(1 << 20, file), path, each)
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    match detect(reader.fill_buf().map_err(io)?, path)? {
+        Compression::None => read_tar(reader, path, each),
+        Compression::Gzip => {
+            // Multi: `bgzip` and parallel compressors write several gzip members end to end.
+            // The tar reader asks for 512-byte blocks, so the decoder's output is buffered.
+            let gunzip = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(reader));
+            read_tar(gunzip, path, each).map_err(|e| match e {
+                Error::NotATar { path, why } => Error::BadGzipShard { path, why },
+                e => e,
+            })
+        }
+    }
 }
 
 /// [`read_shard`] on any byte stream; `path` only names it in errors. (The fuzz target's entry.)

@@ -1,8 +1,18 @@
-//! Naming shard sets as users do: files, folders (every `*.tar` in it), globs (`data/*.tar`) and
-//! brace ranges (`data/{00000..00127}.tar`, zero padding kept), several at once.
+//! Naming shard sets as users do: files, folders (every shard in it: `*.tar`, `*.tar.gz`,
+//! `*.tgz`), globs (`data/*.tar`) and brace ranges (`data/{00000..00127}.tar.gz`, zero padding
+//! kept), several at once.
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+/// The file names a folder's shards end with: plain tars and the gzip-compressed ones
+/// WebDataset and img2dataset can write.
+const SHARD_SUFFIXES: [&str; 3] = [".tar", ".tar.gz", ".tgz"];
+
+fn is_shard_name(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    SHARD_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+}
 
 /// Every shard the specs name, in order (a folder's and a glob's shards sorted by name).
 pub fn expand_shards<S: AsRef<str>>(specs: &[S]) -> Result<Vec<PathBuf>> {
@@ -19,7 +29,7 @@ pub fn expand_shards<S: AsRef<str>>(specs: &[S]) -> Result<Vec<PathBuf>> {
                         source,
                     })?
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "tar") && p.is_file())
+                    .filter(|p| is_shard_name(p) && p.is_file())
                     .collect();
                 tars.sort();
                 out.extend(tars);
@@ -45,7 +55,7 @@ pub fn expand_shards<S: AsRef<str>>(specs: &[S]) -> Result<Vec<PathBuf>> {
         if out.len() == before {
             return Err(Error::Shards {
                 spec: spec.into(),
-                why: "names no .tar shard".into(),
+                why: "names no shard (.tar, .tar.gz or .tgz file)".into(),
             });
         }
     }
@@ -112,12 +122,23 @@ mod tests {
     fn folders_globs_and_missing_names() {
         let dir = std::env::temp_dir().join(format!("jester-shards-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for name in ["00001.tar", "00000.tar", "notes.txt"] {
+        for name in [
+            "00001.tar",
+            "00000.tar",
+            "notes.txt",
+            "00002.tar.gz",
+            "00003.tgz",
+            "x.gz",
+        ] {
             std::fs::write(dir.join(name), b"").unwrap();
         }
         let d = dir.display().to_string();
         let want = vec![dir.join("00000.tar"), dir.join("00001.tar")];
-        assert_eq!(expand_shards(&[&d]).unwrap(), want);
+        let compressed = [dir.join("00002.tar.gz"), dir.join("00003.tgz")];
+        assert_eq!(
+            expand_shards(&[&d]).unwrap(),
+            [want.as_slice(), &compressed].concat()
+        );
         assert_eq!(expand_shards(&[format!("{d}/*.tar")]).unwrap(), want);
         assert_eq!(
             expand_shards(&[format!("{d}/{{00000..00001}}.tar")]).unwrap(),
@@ -130,6 +151,6 @@ mod tests {
         assert!(expand_shards(&[format!("{d}/*.zip")])
             .unwrap_err()
             .to_string()
-            .contains("names no .tar"));
+            .contains("names no shard"));
     }
 }

@@ -26,6 +26,8 @@ pub enum SkipReason {
     EmptyCaption,
     /// A caption that is not UTF-8.
     NonUtf8Caption,
+    /// A caption longer than `DecodeOptions::max_caption_bytes`; refused before it is read.
+    CaptionTooLong,
     /// A `.json` member that does not parse.
     BadJson,
     /// A caption the tokenizer refuses (e.g. a WordPiece vocabulary without its unknown token).
@@ -44,6 +46,7 @@ impl SkipReason {
             Self::NoCaption => "no-caption",
             Self::EmptyCaption => "empty-caption",
             Self::NonUtf8Caption => "non-utf8-caption",
+            Self::CaptionTooLong => "caption-too-long",
             Self::BadJson => "bad-json",
             Self::Untokenizable => "untokenizable",
         }

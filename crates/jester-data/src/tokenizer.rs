@@ -15,11 +15,12 @@ use tokenizers::normalizers::replace::ReplacePattern;
 use tokenizers::normalizers::{Lowercase, Replace, Sequence, Strip, NFKC};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{
-    AddedToken, NormalizerWrapper, PaddingParams, PaddingStrategy, PostProcessor, Tokenizer,
-    TruncationDirection,
+    AddedToken, Encoding, NormalizerWrapper, PaddingParams, PaddingStrategy, PostProcessor,
+    Tokenizer, TruncationDirection,
 };
 
 use crate::error::{Error, Result};
+use crate::text_prefix;
 
 /// The padding token of a tokenizer trained by [`TextTokenizer::train_bpe`] (id 0).
 pub const PAD_TOKEN: &str = "<|pad|>";
@@ -29,6 +30,18 @@ pub const END_OF_TEXT: &str = "<|endoftext|>";
 /// Names that user tokenizers give their padding token, tried in order when the file has no
 /// `padding` section.
 const PAD_TOKEN_NAMES: [&str; 5] = [PAD_TOKEN, "<pad>", "[PAD]", "<PAD>", "<|padding|>"];
+
+/// Training reads this many characters of a caption at most (a whitespace run counting as one):
+/// the trainer's merges are quadratic in the length of a word, and web captions are far shorter.
+const TRAINING_CHARS: usize = 2048;
+
+/// Encoding first tries a prefix of this many characters per token needed (English BPE averages
+/// about 4); texts whose tokens are longer get the prefix doubled until it gives enough.
+const CHARS_PER_TOKEN: usize = 16;
+
+/// Tokens a prefix must give beyond the T it is encoded for: those near its cut may differ from
+/// the whole text's, and are dropped by the truncation.
+const MARGIN_TOKENS: usize = 16;
 
 /// A tokenizer that turns captions into fixed-length rows of ids.
 #[derive(Clone, Debug)]
@@ -55,7 +68,8 @@ impl TextTokenizer {
     /// `vocab_size` counts the 256 byte symbols and the two special tokens ([`PAD_TOKEN`] = 0,
     /// [`END_OF_TEXT`] = 1), so it must be at least 258; merges stop early when no pair occurs at
     /// least `min_frequency` times. The captions are streamed (read on this thread, counted on
-    /// another), so they need not fit in memory nor be `Send`.
+    /// another), so they need not fit in memory nor be `Send`. Only the first 2048 characters of
+    /// a caption are trained on (whitespace runs counting as one), so time stays linear in them.
     pub fn train_bpe(
         captions: impl Iterator<Item = String>,
         vocab_size: usize,
@@ -108,7 +122,12 @@ impl TextTokenizer {
             let (tokenizer, trainer) = (&mut inner, &mut trainer);
             let training =
                 scope.spawn(move || tokenizer.train(trainer, receiver.into_iter()).map(|_| ()));
-            for caption in captions {
+            for mut caption in captions {
+                let keep = text_prefix::prefix(&caption, TRAINING_CHARS).len();
+                if keep < caption.len() {
+                    caption.truncate(keep);
+                    caption.shrink_to_fit(); // up to 1024 of them wait in the channel
+                }
                 if sender.send(caption).is_err() {
                     break; // training stopped early; its error is reported below
                 }
@@ -231,6 +250,9 @@ impl TextTokenizer {
     ///
     /// Fails only where the tokenizer itself does, e.g. a WordPiece or WordLevel model whose
     /// `unk_token` is missing from its vocabulary meeting an unknown word.
+    ///
+    /// Time is linear in the part of the text that fills T, however long the text: only a
+    /// prefix is tokenised, long enough to give T tokens and a margin.
     pub fn encode(&self, text: &str, context_length: usize) -> Result<Vec<u32>> {
         Ok(self.encode_with_length(text, context_length)?.0)
     }
@@ -246,18 +268,15 @@ impl TextTokenizer {
     ) -> Result<(Vec<u32>, usize)> {
         let failed = |e: tokenizers::Error| Error::Tokenizer {
             op: "encode",
-            why: format!("{text:?}: {e}"),
+            why: format!("{}: {e}", preview(text)),
         };
-        let mut encoding = self.inner.encode_fast(text, false).map_err(failed)?;
         let special = self
             .inner
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
-        encoding.truncate(
-            context_length.saturating_sub(special),
-            0,
-            TruncationDirection::Right,
-        );
+        let needed = context_length.saturating_sub(special);
+        let mut encoding = self.tokens(text, needed).map_err(failed)?;
+        encoding.truncate(needed, 0, TruncationDirection::Right);
         let encoding = self
             .inner
             .post_process(encoding, None, true)
@@ -267,6 +286,24 @@ impl TextTokenizer {
         let length = ids.len();
         ids.resize(context_length, self.pad_id);
         Ok((ids, length))
+    }
+
+    /// The encoding (no special tokens) of the shortest prefix of `text` tried that gives
+    /// `needed` tokens and [`MARGIN_TOKENS`] more, or of all of it. The first `needed` are those
+    /// of the whole text for any tokenizer whose tokens depend on no more than the next few words
+    /// (BPE, Unigram, WordPiece): the prefix is cut before whitespace when it can be, inside a
+    /// word only when its last half is that one word (over 100 characters: WordPiece's `[UNK]`
+    /// limit), and the tokens near the cut are beyond the margin.
+    fn tokens(&self, text: &str, needed: usize) -> tokenizers::Result<Encoding> {
+        let mut budget = (needed + MARGIN_TOKENS) * CHARS_PER_TOKEN;
+        loop {
+            let part = text_prefix::prefix(text, budget);
+            let encoding = self.inner.encode_fast(part, false)?;
+            if part.len() == text.len() || encoding.len() >= needed + MARGIN_TOKENS {
+                return Ok(encoding);
+            }
+            budget = budget.saturating_mul(2);
+        }
     }
 
     /// Captions as row-major ids `[n, T]` (n = `texts.len()`, T = `context_length`), each row as
@@ -293,5 +330,13 @@ impl TextTokenizer {
     /// [`from_file`](Self::from_file) for how it is found).
     pub fn pad_id(&self) -> u32 {
         self.pad_id
+    }
+}
+
+/// A text as quoted in an error: its first 64 characters, so that a long caption stays readable.
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{:?}…", &text[..end]),
+        None => format!("{text:?}"),
     }
 }

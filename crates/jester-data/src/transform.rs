@@ -102,6 +102,24 @@ impl Preprocess {
         Ok(())
     }
 
+    /// The shorter side a source image needs for this transform to only ever shrink it: R for
+    /// evaluation (the shorter side is resized to R); for training, R over the smallest side a
+    /// random crop can have relative to the image's shorter side, √(scale₀ · min(ratio₀, 1/ratio₁))
+    /// (273 at 224 px with the defaults). Large vector images are drawn at this size
+    /// ([`DecodeOptions`]).
+    ///
+    /// [`DecodeOptions`]: crate::decode::DecodeOptions
+    pub fn source_side(&self) -> u32 {
+        if !self.train {
+            return self.resolution;
+        }
+        let narrowest = self.ratio[0].min(1.0 / self.ratio[1]).min(1.0);
+        let smallest = f64::from(self.scale[0] * narrowest).sqrt();
+        (f64::from(self.resolution) / smallest)
+            .ceil()
+            .min(f64::from(u32::MAX)) as u32
+    }
+
     /// `[3, R, R]`.
     pub fn output_shape(&self) -> [usize; 3] {
         let r = self.resolution as usize;
@@ -265,6 +283,29 @@ mod tests {
             log_aspect / n
         );
         assert!((position / n - 0.5).abs() < se(1.0), "{}", position / n);
+    }
+
+    /// An image whose shorter side is `source_side` is never upsampled: every crop is at least R
+    /// pixels on each side.
+    #[test]
+    fn crops_of_a_source_side_image_are_at_least_the_resolution() {
+        let eval = Preprocess::default();
+        assert_eq!(eval.source_side(), 224);
+        let train = Preprocess {
+            train: true,
+            ..Preprocess::default()
+        };
+        let side = train.source_side();
+        assert_eq!(side, 273);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut smallest = u32::MAX;
+        for (w, h) in [(side, side), (side, 2 * side), (3 * side, side)] {
+            for _ in 0..2000 {
+                let [_, _, cw, ch] = train.random_crop(w, h, &mut rng);
+                smallest = smallest.min(cw).min(ch);
+            }
+        }
+        assert!((224..250).contains(&smallest), "{smallest}");
     }
 
     /// A 100:1 strip fits no draw; the fallback is the centred crop of the widest allowed ratio.

@@ -1,67 +1,13 @@
 //! Shards end to end: write → read round trips, seeded order independent of threads, exact resume,
 //! and every kind of broken file a web corpus has, each skipped and counted or refused by name.
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
+#[path = "support/shards.rs"]
+mod support;
+
 use std::sync::Arc;
 
 use jester_data::decode::{decode, DecodeOptions};
-use jester_data::{
-    expand_shards, Loader, LoaderCursor, LoaderOptions, RawSample, ShardWriter, SkipReason,
-};
-
-fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("jester-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn encoded(width: u32, height: u32, format: image::ImageFormat, seed: u8) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([x as u8 ^ seed, y as u8, seed])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, format).unwrap();
-    out.into_inner()
-}
-
-fn good(i: usize) -> RawSample {
-    RawSample::new(format!("{i:06}"))
-        .with("png", encoded(8, 6, image::ImageFormat::Png, i as u8))
-        .with("txt", format!("caption number {i}"))
-        .with("json", format!("{{\"index\": {i}}}"))
-}
-
-fn write(
-    dir: &Path,
-    samples: impl IntoIterator<Item = RawSample>,
-    per_shard: usize,
-) -> Vec<PathBuf> {
-    let mut w = ShardWriter::new(dir, per_shard).unwrap();
-    for s in samples {
-        w.write(&s).unwrap();
-    }
-    w.finish().unwrap()
-}
-
-fn identity() -> jester_data::loader::Work<RawSample> {
-    Arc::new(Ok)
-}
-
-fn keys(loader: Loader<RawSample>) -> Vec<String> {
-    loader.map(|s| s.unwrap().key).collect()
-}
-
-fn options(shuffle: bool, workers: usize, epochs: u64, seed: u64) -> LoaderOptions {
-    LoaderOptions {
-        shuffle,
-        shuffle_buffer: 16,
-        workers,
-        prefetch: 8,
-        epochs: Some(epochs),
-        seed,
-    }
-}
+use jester_data::{expand_shards, Loader, LoaderCursor, RawSample, SkipReason};
+use support::{encoded, good, identity, keys, options, workdir, write};
 
 #[test]
 fn written_shards_read_back_whole_and_in_order() {
@@ -174,6 +120,9 @@ fn broken_samples_are_skipped_and_counted_by_reason() {
             .with("png", encoded(4, 4, image::ImageFormat::Png, 4))
             .with("txt", b"caf\xe9".to_vec()),
         RawSample::new("noimage").with("txt", "words without a picture"),
+        RawSample::new("longcaption")
+            .with("png", encoded(4, 4, image::ImageFormat::Png, 7))
+            .with("txt", "a scraped page ".repeat(2000)),
         RawSample::new("jsoncaption")
             .with("webp", encoded(4, 4, image::ImageFormat::WebP, 5))
             .with("json", "{\"caption\": \"from json\"}"),
@@ -214,11 +163,13 @@ fn broken_samples_are_skipped_and_counted_by_reason() {
         SkipReason::NonUtf8Caption,
         SkipReason::NoImage,
         SkipReason::BadJson,
+        SkipReason::CaptionTooLong,
     ] {
         assert_eq!(s.get(reason), 1, "{reason:?} in {s}");
     }
-    assert_eq!(s.total(), 9);
-    assert!(s.to_string().starts_with("9 skipped: "), "{s}");
+    assert_eq!(s.total(), 10);
+    assert!(s.to_string().starts_with("10 skipped: "), "{s}");
+    assert!(s.to_string().contains("1 caption-too-long"), "{s}");
 }
 
 #[test]

@@ -40,6 +40,10 @@ pub struct Summary {
 /// Writes the whole benchmark into `out_dir`, which must be new or empty (stale shards from an
 /// earlier run would otherwise mix in). `train` draws the pool and curated sets, `eval` the
 /// evaluation set (Fashion-MNIST: train and test items); `config` is saved as `config.json`.
+///
+/// Everything is written into a hidden staging folder beside `out_dir` and renamed into place at
+/// the end, so a failed or interrupted generation leaves no half-made benchmark behind and the
+/// same command can simply be run again.
 pub(crate) fn write_benchmark<W: World, C: Serialize>(
     out_dir: &Path,
     common: &BenchmarkConfig,
@@ -52,15 +56,47 @@ pub(crate) fn write_benchmark<W: World, C: Serialize>(
         let path = path.to_owned();
         move |source| Error::Io { path, source }
     };
-    if let Ok(mut entries) = std::fs::read_dir(out_dir) {
-        if entries.next().is_some() {
-            return Err(Error::Config {
-                what: "benchmark output",
-                why: format!("{} is not empty; give a new folder", out_dir.display()),
-            });
+    let existed = match std::fs::read_dir(out_dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::Config {
+                    what: "benchmark output",
+                    why: format!("{} is not empty; give a new folder", out_dir.display()),
+                });
+            }
+            true
         }
+        Err(_) => false,
+    };
+    let name = out_dir
+        .file_name()
+        .map_or_else(|| "benchmark".into(), |n| n.to_string_lossy().into_owned());
+    let staging = out_dir.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let written = write_splits(&staging, common, config, train, eval, classes);
+    let summary = match written {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if existed {
+        std::fs::remove_dir(out_dir).map_err(io(out_dir))?;
     }
-    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    std::fs::rename(&staging, out_dir).map_err(io(out_dir))?;
+    Ok(summary)
+}
+
+fn write_splits<W: World, C: Serialize>(
+    out_dir: &Path,
+    common: &BenchmarkConfig,
+    config: &C,
+    train: &W,
+    eval: &W,
+    classes: &ClassesFile,
+) -> Result<Summary> {
     write_json(&out_dir.join("config.json"), config)?;
 
     let mut splits = BTreeMap::new();

@@ -17,9 +17,9 @@ pub(crate) fn render(scene: &Scene, size: u32, rng: &mut ChaCha8Rng) -> RgbImage
     let mut image = RgbImage::from_fn(size, size, |x, y| {
         let delta = match texture {
             Texture::Plain => 0,
-            Texture::Striped if ((x + y) / period) % 2 == 0 => 28,
+            Texture::Striped if ((x + y) / period).is_multiple_of(2) => 28,
             Texture::Striped => -28,
-            Texture::Checked if (x / period + y / period) % 2 == 0 => 24,
+            Texture::Checked if (x / period + y / period).is_multiple_of(2) => 24,
             Texture::Checked => -24,
             Texture::Speckled => rng.gen_range(-22..=22),
         };

@@ -41,6 +41,11 @@ pub fn example_work(
     context_length: usize,
     seed: u64,
 ) -> Work<Example> {
+    // SVGs drawn at the size the transform resamples from, not their own (often thousands of px).
+    let decode_options = DecodeOptions {
+        svg_side: Some(preprocess.source_side()),
+        ..decode_options
+    };
     Arc::new(move |raw| {
         let sample = decode(&raw, &decode_options)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(sample.key.as_bytes()));
