@@ -97,6 +97,7 @@ pub fn run(args: TrainBench) -> Result<()> {
         out: out.to_owned(),
         data: vec![data.to_string_lossy().into_owned()],
         reference: source,
+        unfinished_reference: jester::train::Unfinished::Refuse,
         device,
         eval: None,
     };
@@ -105,7 +106,8 @@ pub fn run(args: TrainBench) -> Result<()> {
         &options(&reference_dir, ReferenceSource::None, &curated),
         &mut Silent,
     )?;
-    let trained = jester::train::load_trained(&reference_dir, device)?;
+    let trained =
+        jester::train::load_trained(&reference_dir, device, jester::train::Unfinished::Refuse)?;
     let cache = args.work.join("reference-pool.safetensors");
     let pool = data.join("pool");
     jester::embed::embed_shards(

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
 use jester::select::ScoreKind;
 use jester::train::{
-    load_trained, train, EvalSpec, Observer, ReferenceSource, Start, TrainConfig, TrainMethod,
-    TrainOptions, TrainSummary,
+    load_trained, train, EvalSpec, Observer, RunInputs, Start, TrainConfig, TrainMethod,
+    TrainOptions, TrainSummary, Unfinished,
 };
 
 use crate::output::{with_overrides, write_json};
@@ -47,6 +46,9 @@ pub struct TrainArgs {
     /// A trained reference run, scored online at every step instead of from a cache.
     #[arg(long)]
     reference_model: Option<PathBuf>,
+    /// Use a --reference-model run that has not finished (its newest checkpoint).
+    #[arg(long, requires = "reference_model")]
+    allow_unfinished: bool,
     #[arg(long)]
     steps: Option<usize>,
     #[arg(long)]
@@ -68,16 +70,6 @@ pub struct TrainArgs {
     /// auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-}
-
-/// The inputs of a run, saved beside it so `--resume` needs nothing else.
-#[derive(Serialize, Deserialize)]
-struct RunInputs {
-    data: Vec<String>,
-    reference: Option<PathBuf>,
-    reference_model: Option<PathBuf>,
-    #[serde(default)]
-    eval: Option<EvalSpec>,
 }
 
 /// Reads `--config`: a preset name, or a TOML file merged over its `preset` (default tiny).
@@ -120,14 +112,19 @@ fn merge(base: &mut serde_json::Value, patch: serde_json::Value, origin: &str) -
     Ok(())
 }
 
+/// `--allow-unfinished` as the library's choice.
+pub fn unfinished(allow: bool) -> Unfinished {
+    if allow {
+        Unfinished::Allow
+    } else {
+        Unfinished::Refuse
+    }
+}
+
 pub fn run(args: TrainArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let (start, out, inputs) = if let Some(dir) = &args.resume {
-        let path = dir.join("inputs.json");
-        let mut inputs: RunInputs = serde_json::from_slice(
-            &std::fs::read(&path)
-                .with_context(|| format!("{}: not a jester run folder", dir.display()))?,
-        )?;
+        let mut inputs = RunInputs::read(dir)?;
         if !args.data.is_empty() {
             inputs.data = args.data.clone();
         }
@@ -168,32 +165,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .out
             .clone()
             .expect("clap requires --out without --resume");
+        // The library creates, locks and writes the run folder (inputs.json included).
         let inputs = RunInputs {
             data: args.data.clone(),
             reference: args.reference.clone(),
             reference_model: args.reference_model.clone(),
             eval: eval_spec(&args.eval, args.classes.clone()),
+            allow_unfinished_reference: args.allow_unfinished,
         };
-        if out.join("config.json").exists() {
-            bail!(
-                "{} already holds a run; continue it with `jester train --resume {}`, or give a new --out",
-                out.display(),
-                out.display()
-            );
-        }
-        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        write_json(&out.join("inputs.json"), &inputs)?;
         (Start::Fresh(Box::new(config)), out, inputs)
-    };
-    let reference = match (&inputs.reference, &inputs.reference_model) {
-        (Some(path), _) => ReferenceSource::Cache(path.clone()),
-        (None, Some(dir)) => ReferenceSource::Model(dir.clone()),
-        (None, None) => ReferenceSource::None,
     };
     let options = TrainOptions {
         out: out.clone(),
+        reference: inputs.reference_source(),
+        unfinished_reference: unfinished(inputs.allow_unfinished_reference),
         data: inputs.data,
-        reference,
         device,
         eval: inputs.eval,
     };
@@ -295,9 +281,12 @@ pub struct EmbedArgs {
     /// The shards to embed (e.g. the pool the learner will train on).
     #[arg(long, num_args = 1.., required = true)]
     data: Vec<String>,
-    /// The embeddings file to write (safetensors; keys in its metadata).
+    /// The embeddings file to write (safetensors; keys and provenance in its metadata).
     #[arg(long)]
     out: PathBuf,
+    /// Embed with a run that has not finished (its newest checkpoint) instead of refusing.
+    #[arg(long)]
+    allow_unfinished: bool,
     #[arg(long, default_value_t = 512)]
     batch: usize,
     #[arg(long, default_value = "auto")]
@@ -306,7 +295,7 @@ pub struct EmbedArgs {
 
 pub fn embed(args: EmbedArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let trained = load_trained(&args.model, device)?;
+    let trained = load_trained(&args.model, device, unfinished(args.allow_unfinished))?;
     tracing::info!("embedding with {}", trained.weights.display());
     let bar = std::io::stderr()
         .is_terminal()
@@ -372,7 +361,8 @@ pub struct EvalArgs {
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let trained = load_trained(&args.model, device)?;
+    // Evaluating a run in progress is ordinary; which checkpoint is used is logged.
+    let trained = load_trained(&args.model, device, Unfinished::Allow)?;
     let spec = eval_spec(&args.data, args.classes).expect("clap requires --data");
     let set = jester::eval::EvalSet::load(
         &spec.data,

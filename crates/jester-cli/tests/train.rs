@@ -259,7 +259,7 @@ fn a_run_killed_mid_training_resumes_to_the_same_losses() {
     let checkpoint = killed.join("checkpoints").join(latest.trim());
     let state = read(&checkpoint.join("state.json"));
     let at = state["step"].as_u64().unwrap();
-    assert!(at >= 8 && at % 4 == 0, "checkpoint at step {at}");
+    assert!(at >= 8 && at.is_multiple_of(4), "checkpoint at step {at}");
     for file in ["model.safetensors", "optimizer.safetensors"] {
         assert!(checkpoint.join(file).metadata().unwrap().len() > 0);
     }
@@ -330,18 +330,19 @@ fn mistakes_get_errors_that_say_how_to_fix_them() {
         "--out",
         s(&eval_cache),
     ]);
+    // Keys are split-local (every split numbers its samples from 0), so the eval split's keys
+    // would match the pool's first samples: the cache's provenance tells them apart.
     let out = f.root.join("missing-keys");
     let mut args = jest_args(f, s(&out), s(&pool), "2");
     args[8] = s(&eval_cache);
-    let pool_keys_missing = fails(&args, &[]);
+    let other_split = fails(&args, &[]);
     assert!(
-        pool_keys_missing.contains("no reference embedding for sample"),
-        "{pool_keys_missing}"
+        other_split.contains("reference-eval.safetensors")
+            && other_split.contains("pool/")
+            && other_split.contains("jester embed"),
+        "{other_split}"
     );
-    assert!(
-        pool_keys_missing.contains("jester embed"),
-        "{pool_keys_missing}"
-    );
+    assert!(!out.exists(), "a refused start leaves no run folder behind");
 
     let out = f.root.join("no-reference");
     let err = fails(
@@ -360,6 +361,24 @@ fn mistakes_get_errors_that_say_how_to_fix_them() {
         err.contains("needs a reference") && err.contains("--reference"),
         "{err}"
     );
+    assert!(!out.exists(), "a refused start leaves no run folder behind");
+    // The same command with the input fixed just works.
+    ok(&[
+        "train",
+        "--data",
+        s(&pool),
+        "--out",
+        s(&out),
+        "--method",
+        "jest",
+        "--reference",
+        s(&f.cache),
+        "--steps",
+        "1",
+        "--batch",
+        "16",
+    ]);
+    assert!(out.join("model.safetensors").exists());
 
     let err = fails(
         &["train", "--data", s(&pool), "--out", s(&f.reference)],
@@ -383,6 +402,7 @@ fn mistakes_get_errors_that_say_how_to_fix_them() {
         &[],
     );
     assert!(err.contains("no such setting"), "{err}");
+    assert!(!f.root.join("x").exists());
 
     let err = fails(
         &[
@@ -451,4 +471,114 @@ fn a_reference_scored_online_gives_the_cached_references_selections() {
     assert!(
         so["cost_vs_uniform"].as_f64().unwrap() > sc["cost_vs_uniform"].as_f64().unwrap() + 1.0
     );
+}
+
+#[test]
+fn a_run_folder_in_use_is_refused_naming_the_holder() {
+    // Two `jester train --out X` at once (e.g. the same command on two ranks) must not both write.
+    let f = fixture();
+    let pool = f.bench.join("pool");
+    let out = f.root.join("locked");
+    std::fs::create_dir_all(&out).unwrap();
+    let held = jester::lock::Lock::folder(&out, "the run folder").unwrap();
+    let args = jest_args(f, s(&out), s(&pool), "2");
+    let err = fails(&args, &[]);
+    assert!(
+        err.contains("in use by another process")
+            && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(
+        !out.join("config.json").exists(),
+        "the refused run wrote nothing"
+    );
+    // An embedding cache too.
+    let cache = f.root.join("locked.safetensors");
+    let held_cache = jester::lock::Lock::beside(&cache, "the embedding cache").unwrap();
+    let err = fails(
+        &[
+            "embed",
+            "--model",
+            s(&f.reference),
+            "--data",
+            s(&pool),
+            "--out",
+            s(&cache),
+        ],
+        &[],
+    );
+    assert!(err.contains("in use by another process"), "{err}");
+    drop((held, held_cache));
+    ok(&args);
+}
+
+#[test]
+fn an_unfinished_reference_is_refused_unless_asked_for() {
+    let f = fixture();
+    let curated = f.bench.join("curated-strong");
+    let unfinished = f.root.join("unfinished-reference");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&curated),
+        "--out",
+        s(&unfinished),
+        "--steps",
+        "8",
+        "--batch",
+        "16",
+        "--checkpoint-every",
+        "4",
+    ];
+    args.extend(SMALL);
+    fails(&args, &[("JESTER_FAULT_NAN_AT_STEP", "6")]);
+    assert!(!unfinished.join("model.safetensors").exists());
+    let cache = f.root.join("unfinished.safetensors");
+    let embed = |extra: &[&'static str]| {
+        let mut a = vec![
+            "embed".to_string(),
+            "--model".into(),
+            s(&unfinished).into(),
+            "--data".into(),
+            s(&f.bench.join("pool")).into(),
+            "--out".into(),
+            s(&cache).into(),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let refused = embed(&[]);
+    let err = fails(&refused.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(
+        err.contains("unfinished") && err.contains("step 4") && err.contains("--allow-unfinished"),
+        "{err}"
+    );
+    assert!(!cache.exists());
+    let allowed = embed(&["--allow-unfinished"]);
+    let log = ok(&allowed.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        log.contains("checkpoint at step 4"),
+        "says which checkpoint: {log}"
+    );
+    assert!(cache.exists());
+    // Scoring online with it: refused the same way.
+    let out = f.root.join("online-unfinished");
+    let err = fails(
+        &[
+            "train",
+            "--data",
+            s(&f.bench.join("pool")),
+            "--out",
+            s(&out),
+            "--method",
+            "jest",
+            "--reference-model",
+            s(&unfinished),
+            "--set",
+            &format!("data.tokenizer={}", s(&unfinished.join("tokenizer.json"))),
+        ],
+        &[],
+    );
+    assert!(err.contains("--allow-unfinished"), "{err}");
+    assert!(!out.exists());
 }

@@ -8,6 +8,8 @@ use serde::Serialize;
 use jester_data::SkipCounts;
 
 use crate::error::Result;
+use crate::lock::Lock;
+use crate::provenance::Provenance;
 use crate::train::batch::{assemble, file_order_loader};
 use crate::train::{EmbeddingWriter, TrainedModel};
 
@@ -31,7 +33,16 @@ pub fn embed_shards(
     workers: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<EmbedSummary> {
+    // Two embeds into one file would interleave their temporary files.
+    let _lock = Lock::beside(out, "the embedding cache")?;
     let config = &trained.config;
+    let shards = jester_data::expand_shards(data)?;
+    let provenance = Provenance::compute(
+        &shards,
+        &trained.weights,
+        &trained.run.join("tokenizer.json"),
+        trained.checkpoint_step,
+    )?;
     let mut loader = file_order_loader(
         data,
         config,
@@ -60,7 +71,7 @@ pub fn embed_shards(
         )
     };
     let samples = writer.len();
-    writer.finish(t, b)?;
+    writer.finish(t, b, Some(&provenance))?;
     Ok(EmbedSummary {
         samples,
         dim: config.model.embed_dim,

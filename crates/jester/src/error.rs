@@ -23,6 +23,13 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Another process holds the lock on something this one would write.
+    #[error("{}: {what} is in use by another process ({holder}); wait for it to end, or stop it", path.display())]
+    Locked {
+        path: PathBuf,
+        what: String,
+        holder: String,
+    },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error(transparent)]

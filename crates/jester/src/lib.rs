@@ -15,8 +15,10 @@ pub mod error;
 pub mod eval;
 pub mod flops;
 pub mod io;
+pub mod lock;
 pub mod loss;
 pub mod model;
+pub mod provenance;
 pub mod select;
 pub mod train;
 

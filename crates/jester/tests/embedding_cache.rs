@@ -1,4 +1,5 @@
 //! Reference embeddings written streaming and read back by key.
+use jester::provenance::Provenance;
 use jester::train::{EmbeddingCache, EmbeddingWriter};
 use tch::{Device, Kind, Tensor};
 
@@ -26,7 +27,7 @@ fn rows_come_back_by_key_with_t_and_b_and_select_reads_the_same_file() {
         .unwrap();
     assert!(!out.exists(), "nothing at the destination before finish");
     writer.append(&["d".into(), "e".into()], &i2, &t2).unwrap();
-    writer.finish(12.5, -7.25).unwrap();
+    writer.finish(12.5, -7.25, None).unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -86,6 +87,45 @@ fn a_file_without_keys_is_refused_with_how_to_make_one() {
     let err = EmbeddingCache::read(&path).err().unwrap().to_string();
     assert!(
         err.contains("no `keys` metadata") && err.contains("jester embed"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_cache_of_other_shards_is_refused_naming_what_differs() {
+    // Keys are split-local ("000000" in every split): only the provenance tells the splits apart.
+    let dir = temp("provenance");
+    let (curated, pool) = (dir.join("curated"), dir.join("pool"));
+    std::fs::create_dir_all(&curated).unwrap();
+    std::fs::create_dir_all(&pool).unwrap();
+    std::fs::write(curated.join("00000.tar"), vec![7u8; 4096]).unwrap();
+    std::fs::write(pool.join("00000.tar"), vec![9u8; 4096]).unwrap();
+    std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
+    std::fs::write(dir.join("tokenizer.json"), b"{}").unwrap();
+    let provenance = Provenance::compute(
+        &[curated.join("00000.tar")],
+        &dir.join("model.safetensors"),
+        &dir.join("tokenizer.json"),
+        None,
+    )
+    .unwrap();
+    let out = dir.join("ref.safetensors");
+    let mut writer = EmbeddingWriter::create(&out).unwrap();
+    writer
+        .append(&["000000".into()], &unit_rows(1, 4), &unit_rows(1, 4))
+        .unwrap();
+    writer.finish(10.0, -10.0, Some(&provenance)).unwrap();
+
+    let cache = EmbeddingCache::read(&out).unwrap();
+    assert_eq!(cache.provenance(), Some(&provenance));
+    cache.check_shards(&[curated.join("00000.tar")]).unwrap();
+    let err = cache
+        .check_shards(&[pool.join("00000.tar")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ref.safetensors") && err.contains("pool/00000.tar") && err.contains("differ"),
         "{err}"
     );
     std::fs::remove_dir_all(dir).unwrap();

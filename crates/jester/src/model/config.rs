@@ -158,7 +158,7 @@ impl ModelConfig {
                 return bad(format!("{name} is 0; it must be positive"));
             }
         }
-        if v.image_size % v.patch_size != 0 {
+        if !v.image_size.is_multiple_of(v.patch_size) {
             return bad(format!(
                 "image.image_size {} is not a multiple of image.patch_size {}",
                 v.image_size, v.patch_size
@@ -179,7 +179,7 @@ impl ModelConfig {
 
     /// Checks that the image tower can run at `patch` (it must tile the image).
     pub fn check_patch(&self, patch: usize) -> Result<()> {
-        if patch == 0 || self.image.image_size % patch != 0 {
+        if patch == 0 || !self.image.image_size.is_multiple_of(patch) {
             return Err(Error::invalid(
                 "patch size",
                 format!(

@@ -52,7 +52,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { path, source }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, synced, renamed over it.
+/// Writes `bytes` to `path` atomically: a temporary file beside it, synced, renamed over it, and
+/// the folder synced so that the rename itself survives a power cut.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".tmp");
@@ -60,10 +61,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = File::create(&temp).map_err(io(&temp))?;
     file.write_all(bytes).map_err(io(&temp))?;
     file.sync_all().map_err(io(&temp))?;
-    std::fs::rename(&temp, path).map_err(io(path))
+    std::fs::rename(&temp, path).map_err(io(path))?;
+    sync_parent(path)
 }
 
-/// Saves the model's weights to `path` atomically.
+/// Saves the model's weights to `path` atomically (as [`write_atomic`]).
 pub fn save_model_atomic(model: &TwoTower, path: &Path) -> Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".tmp.safetensors");
@@ -72,7 +74,19 @@ pub fn save_model_atomic(model: &TwoTower, path: &Path) -> Result<()> {
     File::open(&temp)
         .and_then(|f| f.sync_all())
         .map_err(io(&temp))?;
-    std::fs::rename(&temp, path).map_err(io(path))
+    std::fs::rename(&temp, path).map_err(io(path))?;
+    sync_parent(path)
+}
+
+/// Syncs the folder holding `path`, making a rename into it durable.
+pub(crate) fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io(parent))
 }
 
 fn checkpoints_dir(out: &Path) -> PathBuf {
@@ -110,6 +124,7 @@ pub fn save_checkpoint(
             .map_err(io(&path))?;
     }
     std::fs::rename(&temp, &final_dir).map_err(io(&final_dir))?;
+    sync_parent(&final_dir)?;
     write_atomic(&dir.join("latest"), name.as_bytes())?;
     prune(&dir, keep)?;
     Ok(final_dir)
@@ -190,17 +205,36 @@ pub fn read_config(out: &Path) -> Result<TrainConfig> {
     })
 }
 
+/// Whether a run that has not finished (no final `model.safetensors`) may be used through its
+/// newest checkpoint. Deriving a reference cache from a half-trained model by accident would
+/// silently weaken every run that uses it, so callers refuse unless the user asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unfinished {
+    #[default]
+    Refuse,
+    /// Use the newest checkpoint (logged as a warning).
+    Allow,
+}
+
 /// A trained model, ready to embed or evaluate: its config, tokenizer and weights (the final
-/// weights when the run finished, else its newest checkpoint).
+/// weights when the run finished, else — when allowed — its newest checkpoint).
 pub struct TrainedModel {
     pub config: TrainConfig,
     pub tokenizer: TextTokenizer,
     pub model: TwoTower,
+    /// The run folder.
+    pub run: PathBuf,
     pub weights: PathBuf,
+    /// The checkpoint's step when the weights are not the final ones.
+    pub checkpoint_step: Option<usize>,
 }
 
 /// Loads the model of the run folder `out`.
-pub fn load_trained(out: &Path, device: tch::Device) -> Result<TrainedModel> {
+pub fn load_trained(
+    out: &Path,
+    device: tch::Device,
+    unfinished: Unfinished,
+) -> Result<TrainedModel> {
     let config = read_config(out)?;
     let tokenizer_path = out.join("tokenizer.json");
     let tokenizer = TextTokenizer::from_file(&tokenizer_path).map_err(|e| Error::Input {
@@ -208,10 +242,29 @@ pub fn load_trained(out: &Path, device: tch::Device) -> Result<TrainedModel> {
         what: format!("cannot read the run's tokenizer ({e})"),
     })?;
     let weights = out.join("model.safetensors");
-    let weights = if weights.exists() {
-        weights
+    let (weights, checkpoint_step) = if weights.exists() {
+        (weights, None)
     } else if let Some(checkpoint) = latest_checkpoint(out)? {
-        checkpoint.join("model.safetensors")
+        let step = read_state(&checkpoint)?.step;
+        if unfinished == Unfinished::Refuse {
+            return Err(Error::Input {
+                path: out.to_owned(),
+                what: format!(
+                    "the run is unfinished: no final model.safetensors, newest checkpoint at step \
+                     {step} of {}; finish it (`jester train --resume {}`) or pass \
+                     --allow-unfinished to use that checkpoint",
+                    config.steps,
+                    out.display()
+                ),
+            });
+        }
+        tracing::warn!(
+            "{} is unfinished: using its checkpoint at step {step} of {} ({})",
+            out.display(),
+            config.steps,
+            checkpoint.display()
+        );
+        (checkpoint.join("model.safetensors"), Some(step))
     } else {
         return Err(Error::Input {
             path: out.to_owned(),
@@ -224,6 +277,8 @@ pub fn load_trained(out: &Path, device: tch::Device) -> Result<TrainedModel> {
         config,
         tokenizer,
         model,
+        run: out.to_owned(),
         weights,
+        checkpoint_step,
     })
 }

@@ -7,14 +7,18 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+mod folder;
+pub mod inputs;
 pub mod optim;
+mod order;
 pub mod reference;
 pub mod run;
 mod scoring;
 mod setup;
 
-pub use checkpoint::{load_trained, TrainedModel};
+pub use checkpoint::{load_trained, TrainedModel, Unfinished};
 pub use config::{DataConfig, FlexiConfig, OptimConfig, TrainConfig, TrainMethod};
+pub use inputs::RunInputs;
 pub use reference::{EmbeddingCache, EmbeddingWriter};
 pub use run::{train, EvalSpec, Observer, Silent, Start, TrainOptions, TrainSummary};
 pub use scoring::ReferenceSource;

@@ -3,7 +3,8 @@
 //!
 //! The file is an ordinary safetensors file that `jester select` also reads: `image` `[n, D]`,
 //! `text` `[n, D]` (f32, L2-normalised), scalars `t` (the temperature) and `b`, and the sample keys
-//! in row order as a JSON array in the metadata entry `keys`.
+//! in row order as a JSON array in the metadata entry `keys`, and what the cache was computed from
+//! ([`Provenance`]) in the metadata entry `provenance`.
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -14,6 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
+use crate::provenance::Provenance;
 
 /// Streams rows to disk: memory O(keys), whatever the corpus size. Finish with
 /// [`finish`](Self::finish); nothing appears at the destination before that (atomic rename).
@@ -106,7 +108,7 @@ impl EmbeddingWriter {
 
     /// Writes the safetensors file (header, then the two row files copied in, then t and b) to a
     /// temporary name and renames it into place.
-    pub fn finish(mut self, t: f64, b: f64) -> Result<PathBuf> {
+    pub fn finish(mut self, t: f64, b: f64, provenance: Option<&Provenance>) -> Result<PathBuf> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
@@ -116,15 +118,21 @@ impl EmbeddingWriter {
         let (n, dim) = (self.keys.len(), self.dim.unwrap_or(0));
         let matrix = (n * dim * 4) as u64;
         let keys = serde_json::to_string(&self.keys).expect("keys serialise");
+        let mut metadata = serde_json::json!({"keys": keys, "format": "jester-embeddings-v1"});
+        if let Some(p) = provenance {
+            metadata["provenance"] = serde_json::to_string(p)
+                .expect("provenance serialises")
+                .into();
+        }
         let header = serde_json::json!({
-            "__metadata__": {"keys": keys, "format": "jester-embeddings-v1"},
+            "__metadata__": metadata,
             "image": {"dtype": "F32", "shape": [n, dim], "data_offsets": [0, matrix]},
             "text": {"dtype": "F32", "shape": [n, dim], "data_offsets": [matrix, 2 * matrix]},
             "t": {"dtype": "F32", "shape": [], "data_offsets": [2 * matrix, 2 * matrix + 4]},
             "b": {"dtype": "F32", "shape": [], "data_offsets": [2 * matrix + 4, 2 * matrix + 8]},
         });
         let mut header = serde_json::to_vec(&header).expect("header serialises");
-        while header.len() % 8 != 0 {
+        while !header.len().is_multiple_of(8) {
             header.push(b' ');
         }
         let mut temp_name = self.out.file_name().unwrap_or_default().to_owned();
@@ -148,6 +156,7 @@ impl EmbeddingWriter {
         })?;
         file.sync_all().map_err(io(&temp))?;
         std::fs::rename(&temp, &self.out).map_err(io(&self.out))?;
+        crate::train::checkpoint::sync_parent(&self.out)?;
         let _ = std::fs::remove_file(&self.image_path);
         let _ = std::fs::remove_file(&self.text_path);
         Ok(self.out)
@@ -159,6 +168,7 @@ pub struct EmbeddingCache {
     path: PathBuf,
     rows: HashMap<String, i64>,
     all: PairEmbeddings,
+    provenance: Option<Provenance>,
 }
 
 impl EmbeddingCache {
@@ -192,6 +202,18 @@ impl EmbeddingCache {
             .and_then(|k| {
                 serde_json::from_str(k).map_err(|e| input(format!("`keys` metadata is not a JSON list ({e})")))
             })?;
+        let provenance = match metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("provenance"))
+        {
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                input(format!(
+                    "`provenance` metadata is not a jester provenance record ({e})"
+                ))
+            })?),
+            None => None,
+        };
         if keys.len() != all.len() {
             return Err(input(format!("{} keys for {} rows", keys.len(), all.len())));
         }
@@ -205,6 +227,7 @@ impl EmbeddingCache {
             path: path.to_owned(),
             rows,
             all,
+            provenance,
         })
     }
 
@@ -216,6 +239,27 @@ impl EmbeddingCache {
     }
     pub fn dim(&self) -> usize {
         self.all.dim()
+    }
+    /// What the cache was computed from; `None` for caches written by other tools.
+    pub fn provenance(&self) -> Option<&Provenance> {
+        self.provenance.as_ref()
+    }
+
+    /// Refuses a cache computed from other shards than `shards` (see [`Provenance`]); a cache
+    /// without provenance (made by another tool) is accepted with a warning.
+    pub fn check_shards(&self, shards: &[PathBuf]) -> Result<()> {
+        match &self.provenance {
+            Some(p) => {
+                p.check_covers(&self.path, shards)?;
+                tracing::info!("reference cache {}: {}", self.path.display(), p.describe());
+            }
+            None => tracing::warn!(
+                "reference cache {} records no provenance (not made by `jester embed`): cannot \
+                 check that its keys belong to the shards trained on",
+                self.path.display()
+            ),
+        }
+        Ok(())
     }
 
     /// The embeddings of `keys`, in order, on `device`. A missing key is an error that names it.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::json;
-use tch::Device;
+use tch::{Device, Tensor};
 
 use jester_data::tokenizer::TextTokenizer;
 use jester_data::{expand_shards, Loader, LoaderOptions, SkipCounts};
@@ -15,10 +15,13 @@ use jester_data::{expand_shards, Loader, LoaderOptions, SkipCounts};
 use super::batch::{assemble, model_work, Example};
 use super::checkpoint::{
     latest_checkpoint, read_config, read_state, save_checkpoint, save_model_atomic, write_atomic,
-    RunState,
+    RunState, Unfinished,
 };
 use super::config::{TrainConfig, TrainMethod};
+use super::folder::RunFolder;
+use super::inputs::RunInputs;
 use super::optim::{learning_rate, AdamW};
+use super::order::training_order;
 use super::scoring::{open_reference, reference_embeddings, Reference, ReferenceSource, StepCosts};
 use super::setup::set_up;
 use crate::embeddings::PairEmbeddings;
@@ -42,6 +45,8 @@ pub struct TrainOptions {
     /// Shard specs: files, folders, globs, brace ranges.
     pub data: Vec<String>,
     pub reference: ReferenceSource,
+    /// Whether a reference run without final weights may be used (its newest checkpoint).
+    pub unfinished_reference: Unfinished,
     pub device: Device,
     /// A held-out set evaluated before the first step, every `eval_every` steps and at the end.
     pub eval: Option<EvalSpec>,
@@ -97,9 +102,22 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary> {
     let out = &options.out;
+    let mut folder = match start {
+        Start::Fresh(_) => RunFolder::fresh(out)?,
+        Start::Resume => RunFolder::existing(out)?,
+    };
     let shards = expand_shards(&options.data)?;
     let (config, tokenizer) = match start {
-        Start::Fresh(config) => set_up(*config, out, &shards, &options.reference)?,
+        Start::Fresh(config) => {
+            RunInputs::of(
+                &options.data,
+                &options.reference,
+                &options.eval,
+                options.unfinished_reference == Unfinished::Allow,
+            )
+            .write(out)?;
+            set_up(*config, out, &shards, &options.reference)?
+        }
         Start::Resume => {
             let config = read_config(out)?;
             let path = out.join("tokenizer.json");
@@ -107,7 +125,13 @@ pub fn train(
         }
     };
     config.validate()?;
-    let reference = open_reference(&options.reference, &config, options.device)?;
+    let reference = open_reference(
+        &options.reference,
+        options.unfinished_reference,
+        &shards,
+        &config,
+        options.device,
+    )?;
     if config.method.scores()
         && config.score.needs_reference()
         && matches!(reference, Reference::None)
@@ -206,6 +230,7 @@ pub fn train(
     let parts = config.train_parts();
     let mut window = Window::default();
     let mut final_loss = f64::NAN;
+    folder.started();
     observer.started(&config, state.step);
     for step in state.step..config.steps {
         let timer = Instant::now();
@@ -231,7 +256,8 @@ pub fn train(
                 seed: step_seed(config.seed, step),
             };
             let selection = select(&learner, reference.as_ref(), config.batch, &select_config)?;
-            let index = selection.index_tensor(options.device);
+            let rows = training_order(&selection.indices, parts.len(), select_config.seed);
+            let index = Tensor::from_slice(&rows).to_device(options.device);
             window.add("select", seconds(timer, options.device));
             let scores = if log_now {
                 Some(score_summary(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use tch::Device;
 
 use super::batch::Drawn;
-use super::checkpoint::load_trained;
+use super::checkpoint::{load_trained, Unfinished};
 use super::config::TrainConfig;
 use super::reference::EmbeddingCache;
 use crate::embeddings::PairEmbeddings;
@@ -33,14 +33,20 @@ pub(super) enum Reference {
 
 pub(super) fn open_reference(
     source: &ReferenceSource,
+    unfinished: Unfinished,
+    shards: &[PathBuf],
     config: &TrainConfig,
     device: Device,
 ) -> Result<Reference> {
     Ok(match source {
         ReferenceSource::None => Reference::None,
-        ReferenceSource::Cache(path) => Reference::Cache(EmbeddingCache::read(path)?),
+        ReferenceSource::Cache(path) => {
+            let cache = EmbeddingCache::read(path)?;
+            cache.check_shards(shards)?;
+            Reference::Cache(cache)
+        }
         ReferenceSource::Model(dir) => {
-            let trained = load_trained(dir, device)?;
+            let trained = load_trained(dir, device, unfinished)?;
             let theirs = &trained.config.model;
             if theirs.image.image_size != config.model.image.image_size
                 || theirs.text.context_length != config.model.text.context_length

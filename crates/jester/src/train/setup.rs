@@ -11,25 +11,14 @@ use super::config::TrainConfig;
 use super::scoring::ReferenceSource;
 use crate::error::{Error, Result};
 
-/// A fresh run's folder: refuses to overwrite a run, resolves the tokenizer and the vocabulary,
-/// writes `config.json` and `tokenizer.json`.
+/// A fresh run's folder (created and locked by the caller): resolves the tokenizer and the
+/// vocabulary, writes `config.json` and `tokenizer.json`.
 pub(super) fn set_up(
     mut config: TrainConfig,
     out: &Path,
     shards: &[PathBuf],
     reference: &ReferenceSource,
 ) -> Result<(TrainConfig, TextTokenizer)> {
-    if out.join("config.json").exists() {
-        return Err(Error::Input {
-            path: out.to_owned(),
-            what: "already holds a run; continue it with --resume, or give a new --out folder"
-                .into(),
-        });
-    }
-    std::fs::create_dir_all(out).map_err(|source| Error::Io {
-        path: out.to_owned(),
-        source,
-    })?;
     let tokenizer = if !config.data.tokenizer.is_empty() {
         TextTokenizer::from_file(&config.data.tokenizer)?
     } else if let ReferenceSource::Model(dir) = reference {

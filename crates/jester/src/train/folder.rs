@@ -1,0 +1,123 @@
+//! The run folder while a run holds it: locked for the run's whole life (two `jester train --out X`
+//! started together must not both write it), and, for a fresh run, cleaned of whatever the start
+//! wrote if the start fails — a refused input leaves no half-made run behind, so rerunning the same
+//! command after fixing the input just works.
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::lock::{Lock, LOCK_FILE};
+
+pub(super) struct RunFolder {
+    out: PathBuf,
+    /// Entries that were there before this start (a fresh run's folder may pre-exist, empty or
+    /// holding the user's own files); everything else is this start's to remove on failure.
+    before: BTreeSet<OsString>,
+    created: bool,
+    /// Set while a fresh start has not yet reached its first step.
+    armed: bool,
+    // Declared last: released after the clean-up in `drop`.
+    _lock: Lock,
+}
+
+impl RunFolder {
+    /// A fresh run's folder: created if absent, locked, and refused if it already holds a run.
+    pub(super) fn fresh(out: &Path) -> Result<Self> {
+        let io = |source| Error::Io {
+            path: out.to_owned(),
+            source,
+        };
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let created = match std::fs::create_dir(out) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && out.is_dir() => false,
+            Err(e) => return Err(io(e)),
+        };
+        let before = entries(out)?;
+        let lock = match Lock::folder(out, "the run folder") {
+            Ok(lock) => lock,
+            Err(e) => {
+                if created {
+                    let _ = std::fs::remove_dir_all(out);
+                }
+                return Err(e);
+            }
+        };
+        if out.join("config.json").exists() {
+            return Err(Error::Input {
+                path: out.to_owned(),
+                what: "already holds a run; continue it with --resume, or give a new --out folder"
+                    .into(),
+            });
+        }
+        Ok(Self {
+            out: out.to_owned(),
+            before,
+            created,
+            armed: true,
+            _lock: lock,
+        })
+    }
+
+    /// An existing run's folder, locked.
+    pub(super) fn existing(out: &Path) -> Result<Self> {
+        if !out.join("config.json").exists() {
+            return Err(Error::Input {
+                path: out.to_owned(),
+                what:
+                    "not a jester run folder (no config.json); `jester train --out DIR` makes one"
+                        .into(),
+            });
+        }
+        Ok(Self {
+            out: out.to_owned(),
+            before: BTreeSet::new(),
+            created: false,
+            armed: false,
+            _lock: Lock::folder(out, "the run folder")?,
+        })
+    }
+
+    /// The start succeeded: from now on the folder holds a run and is never cleaned up.
+    pub(super) fn started(&mut self) {
+        self.armed = false;
+    }
+}
+
+fn entries(dir: &Path) -> Result<BTreeSet<OsString>> {
+    std::fs::read_dir(dir)
+        .and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect())
+        .map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+impl Drop for RunFolder {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(now) = entries(&self.out) else { return };
+        for name in now.difference(&self.before) {
+            if name == LOCK_FILE {
+                continue;
+            }
+            let path = self.out.join(name);
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+        if !self.before.contains(std::ffi::OsStr::new(LOCK_FILE)) {
+            let _ = std::fs::remove_file(self.out.join(LOCK_FILE));
+        }
+        if self.created {
+            let _ = std::fs::remove_dir(&self.out);
+        }
+    }
+}
