@@ -20,9 +20,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use jester::lock::Lock;
 use jester::select::ScoreKind;
 use jester::train::{
     load_trained, train, EvalSpec, ReferenceSource, Start, TrainConfig, TrainMethod, TrainOptions,
+    Unfinished,
 };
 use jester_data::benchmark::fashion_mnist::{self, FashionMnistConfig};
 use jester_data::benchmark::synthetic::{self, SyntheticConfig};
@@ -56,9 +58,14 @@ pub struct Recipe {
     /// The main metric: `zero_shot_top1` or `retrieval_r1` (mean of both directions).
     #[serde(default = "default_metric")]
     pub metric: String,
-    /// Evaluations per run, spread evenly (besides the one before the first step).
+    /// Evaluations per run, spread evenly (besides the one before the first step). The
+    /// *-to-target ratios interpolate between them: too few make those ratios coarse.
     #[serde(default = "default_evals")]
     pub evals: usize,
+    /// Train every run once per seed (default: the config's seed alone); the report gives each
+    /// number's mean and range over seeds, each seed measured against its own uniform run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
     pub reference: ReferenceRecipe,
     pub runs: Vec<RunRecipe>,
 }
@@ -98,7 +105,7 @@ fn default_metric() -> String {
     "zero_shot_top1".into()
 }
 fn default_evals() -> usize {
-    8
+    20
 }
 
 impl Recipe {
@@ -134,6 +141,15 @@ impl Recipe {
                     bail!("curated {level:?}: expected strong, moderate or weak");
                 }
             }
+        }
+        let mut seeds = self.seeds.clone();
+        seeds.sort_unstable();
+        seeds.dedup();
+        if seeds.len() != self.seeds.len() {
+            bail!("seeds {:?} repeat a seed", self.seeds);
+        }
+        if self.evals == 0 {
+            bail!("evals must be ≥ 1: runs are compared on their evaluations");
         }
         if !self.runs.iter().any(|r| r.method == TrainMethod::Uniform) {
             bail!("the recipe needs a uniform run: targets are uniform's final score");
@@ -205,6 +221,14 @@ pub fn run_recipe(
     }
     recipe.set.extend(extra.iter().cloned());
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    // Two experiments in one work folder would train the same parts at once.
+    let _work_lock = Lock::folder(work, "the experiment work folder")?;
+    let _out_lock = if out != work {
+        Some(Lock::folder(out, "the experiment output folder")?)
+    } else {
+        None
+    };
     let applied = toml::to_string(&recipe)?;
     let recorded = out.join("recipe.toml");
     match std::fs::read_to_string(&recorded) {
@@ -223,39 +247,59 @@ pub fn run_recipe(
         classes: Some(data.join("eval/classes.json")).filter(|p| p.exists()),
     });
     let pool = data.join("pool").to_string_lossy().into_owned();
-    let mut parts = report::Parts::default();
-    for run in &recipe.runs {
-        let level = run.curated.as_deref().unwrap_or(&recipe.reference.curated);
-        let needs_reference =
-            run.method.scores() && run.score.unwrap_or(base.score).needs_reference();
-        let reference = if needs_reference {
-            let (dir, cache) = reference(&recipe, &base, &data, level, work, device)?;
-            parts.references.insert(level.to_string(), dir);
-            ReferenceSource::Cache(cache)
+    let mut parts = report::Parts {
+        seeds: if recipe.seeds.is_empty() {
+            vec![base.seed]
         } else {
-            ReferenceSource::None
-        };
-        let mut config = with_overrides(base.clone(), &run.set)?;
-        config.method = run.method;
-        if let Some(score) = run.score {
-            config.score = score;
+            recipe.seeds.clone()
+        },
+        ..report::Parts::default()
+    };
+    for &seed in &parts.seeds.clone() {
+        let mut dirs = Vec::new();
+        for run in &recipe.runs {
+            let level = run.curated.as_deref().unwrap_or(&recipe.reference.curated);
+            let needs_reference =
+                run.method.scores() && run.score.unwrap_or(base.score).needs_reference();
+            // References are trained once, with the recipe's seed: they are the fixed given of
+            // every learner seed.
+            let reference = if needs_reference {
+                let (dir, cache) = reference(&recipe, &base, &data, level, work, device)?;
+                parts.references.insert(level.to_string(), dir);
+                ReferenceSource::Cache(cache)
+            } else {
+                ReferenceSource::None
+            };
+            let mut config = with_overrides(base.clone(), &run.set)?;
+            config.method = run.method;
+            config.seed = seed;
+            if let Some(score) = run.score {
+                config.score = score;
+            }
+            config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
+            let key = key(&[&config_key(&config)?, &format!("{reference:?}"), &pool]);
+            // Named by method and key, not by the recipe's run name: the same settings under
+            // another name (`learnability` in one recipe, `jest` in another) are one run.
+            let dir = work
+                .join("runs")
+                .join(format!("{}-{key}", run.method.name()));
+            dirs.push(dir.clone());
+            let options = TrainOptions {
+                out: dir.clone(),
+                data: vec![pool.clone()],
+                reference,
+                unfinished_reference: Unfinished::Refuse,
+                device,
+                eval: eval.clone(),
+            };
+            let name = if parts.seeds.len() > 1 {
+                format!("{} (seed {seed})", run.name)
+            } else {
+                run.name.clone()
+            };
+            run_once(&name, config, &options)?;
         }
-        config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
-        let key = key(&[&config_key(&config)?, &format!("{reference:?}"), &pool]);
-        // Named by method and key, not by the recipe's run name: the same settings under another
-        // name (`learnability` in one recipe, `jest` in another) are one run.
-        let dir = work
-            .join("runs")
-            .join(format!("{}-{key}", run.method.name()));
-        parts.runs.push(dir.clone());
-        let options = TrainOptions {
-            out: dir.clone(),
-            data: vec![pool.clone()],
-            reference,
-            device,
-            eval: eval.clone(),
-        };
-        run_once(&run.name, config, &options)?;
+        parts.runs.push(dirs);
     }
     let summary = report::build(&recipe, &parts, command, started.elapsed().as_secs_f64())?;
     report::write(&summary, out)?;
@@ -380,6 +424,7 @@ fn reference(
             .to_string_lossy()
             .into_owned()],
         reference: ReferenceSource::None,
+        unfinished_reference: Unfinished::Refuse,
         device,
         eval: Some(EvalSpec {
             data: vec![data.join("eval").to_string_lossy().into_owned()],
@@ -387,7 +432,7 @@ fn reference(
         }),
     };
     run_once(&format!("reference ({level})"), config, &options)?;
-    let trained = load_trained(&dir, device)?;
+    let trained = load_trained(&dir, device, Unfinished::Refuse)?;
     eprintln!("reference ({level}): embedding the pool");
     let pool = data.join("pool").to_string_lossy().into_owned();
     jester::embed::embed_shards(&trained, &[pool], &cache, 1024, 2, |_| {})?;
@@ -410,7 +455,9 @@ pub struct DemoArgs {
 pub const DEMO_RECIPE: &str = include_str!("../../../configs/experiments/headline-synthetic.toml");
 
 pub fn demo(args: DemoArgs) -> Result<()> {
-    let recipe = Recipe::parse(DEMO_RECIPE).context("the built-in demo recipe")?;
+    let mut recipe = Recipe::parse(DEMO_RECIPE).context("the built-in demo recipe")?;
+    // One seed: the demo shows the comparison in minutes; the recipe's report has the spread.
+    recipe.seeds.truncate(1);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     run_recipe(
         recipe,

@@ -49,7 +49,22 @@ pub struct RunSummary {
     pub wall_seconds: f64,
     /// Fraction of each noise kind among the examples trained on.
     pub noise_kept: BTreeMap<String, f64>,
+    /// The first seed's evaluations.
     pub curve: Vec<Point>,
+    /// Each seed's outcome when the recipe has several; the fields above are then their means
+    /// (a speedup's mean over the seeds that reached the target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<SeedOutcome>,
+}
+
+/// One seed of a run, against that seed's uniform run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedOutcome {
+    pub seed: u64,
+    pub dir: String,
+    pub final_metric: f64,
+    pub iteration_speedup: Option<f64>,
+    pub flop_speedup: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,8 +73,12 @@ pub struct ExperimentSummary {
     pub description: String,
     pub benchmark: String,
     pub metric: String,
-    /// Uniform's final score: the target of *-to-target.
+    /// Uniform's final score: the target of *-to-target (the mean over seeds when several; each
+    /// seed's runs are measured against its own uniform run).
     pub target: f64,
+    /// The seeds every run was trained with.
+    #[serde(default)]
+    pub seeds: Vec<u64>,
     /// Fraction of each noise kind in the pool as drawn (uniform run).
     pub noise_pool: BTreeMap<String, f64>,
     pub references: BTreeMap<String, EvalMetrics>,
@@ -71,10 +90,11 @@ pub struct ExperimentSummary {
     pub wall_seconds: f64,
 }
 
-/// Where the recipe's parts were trained (runs in recipe order).
+/// Where the recipe's parts were trained: `runs[seed][run]`, runs in recipe order.
 #[derive(Default)]
 pub struct Parts {
-    pub runs: Vec<std::path::PathBuf>,
+    pub seeds: Vec<u64>,
+    pub runs: Vec<Vec<std::path::PathBuf>>,
     pub references: BTreeMap<String, std::path::PathBuf>,
 }
 
@@ -150,9 +170,72 @@ pub fn build(
     command: &str,
     wall: f64,
 ) -> Result<ExperimentSummary> {
+    let mut per_seed = Vec::new();
+    for dirs in &parts.runs {
+        per_seed.push(one_seed(recipe, dirs)?);
+    }
+    let (mut runs, mut target, pool_noise) = per_seed.first().cloned().context("no runs")?;
+    if per_seed.len() > 1 {
+        target = mean(per_seed.iter().map(|s| s.1));
+        for (i, run) in runs.iter_mut().enumerate() {
+            run.seeds = per_seed
+                .iter()
+                .zip(&parts.seeds)
+                .map(|((runs, _, _), &seed)| SeedOutcome {
+                    seed,
+                    dir: runs[i].dir.clone(),
+                    final_metric: runs[i].final_metric,
+                    iteration_speedup: runs[i].iteration_speedup,
+                    flop_speedup: runs[i].flop_speedup,
+                })
+                .collect();
+            run.final_metric = mean(run.seeds.iter().map(|s| s.final_metric));
+            let reached = |f: fn(&SeedOutcome) -> Option<f64>| {
+                let values: Vec<f64> = run.seeds.iter().filter_map(f).collect();
+                (!values.is_empty()).then(|| mean(values.into_iter()))
+            };
+            run.iteration_speedup = reached(|s| s.iteration_speedup);
+            run.flop_speedup = reached(|s| s.flop_speedup);
+        }
+    }
+    let mut references = BTreeMap::new();
+    for (level, dir) in &parts.references {
+        if let Ok(points) = evals(dir) {
+            if let Some((_, e)) = points.last() {
+                references.insert(level.clone(), e.clone());
+            }
+        }
+    }
+    Ok(ExperimentSummary {
+        recipe: recipe.name.clone(),
+        description: recipe.description.clone(),
+        benchmark: recipe.benchmark.clone(),
+        metric: recipe.metric.clone(),
+        target,
+        seeds: parts.seeds.clone(),
+        noise_pool: pool_noise,
+        references,
+        runs,
+        command: command.into(),
+        commit: shell("git", &["rev-parse", "--short", "HEAD"]),
+        machine: machine(),
+        date: shell("date", &["-u", "+%Y-%m-%d"]),
+        wall_seconds: wall,
+    })
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    sum / n.max(1) as f64
+}
+
+/// One seed's runs measured against its uniform run: (runs, target, the pool's noise).
+type SeedRuns = (Vec<RunSummary>, f64, BTreeMap<String, f64>);
+
+fn one_seed(recipe: &Recipe, dirs: &[std::path::PathBuf]) -> Result<SeedRuns> {
     let mut runs = Vec::new();
     let mut pool_noise = BTreeMap::new();
-    for (run, dir) in recipe.runs.iter().zip(&parts.runs) {
+    for (run, dir) in recipe.runs.iter().zip(dirs) {
         let summary = read_json(&dir.join("summary.json"))?;
         let config = read_json(&dir.join("config.json"))?;
         let points = evals(dir)?;
@@ -209,6 +292,7 @@ pub fn build(
             wall_seconds,
             noise_kept: fractions(&summary["noise_selected"]),
             curve,
+            seeds: Vec::new(),
         });
     }
     let uniform = runs
@@ -217,10 +301,16 @@ pub fn build(
         .context("no uniform run")?
         .clone();
     let target = uniform.final_metric;
-    let (u_examples, u_flops) = uniform
-        .curve
-        .last()
-        .map(|p| (p.examples_seen, p.flops_total))
+    // Uniform's own first crossing of its final score, on the same interpolation as every other
+    // run's, so uniform is 1× by construction: a noisy curve that touched its final score early
+    // must not make uniform look slower than itself.
+    let (u_examples, u_flops) = to_target(&uniform.curve, target)
+        .or_else(|| {
+            uniform
+                .curve
+                .last()
+                .map(|p| (p.examples_seen, p.flops_total))
+        })
         .unwrap_or((1.0, 1.0));
     let u_wall = uniform.wall_per_iteration;
     for run in &mut runs {
@@ -232,29 +322,7 @@ pub fn build(
             run.flop_speedup = Some(u_flops / flops.max(1.0));
         }
     }
-    let mut references = BTreeMap::new();
-    for (level, dir) in &parts.references {
-        if let Ok(points) = evals(dir) {
-            if let Some((_, e)) = points.last() {
-                references.insert(level.clone(), e.clone());
-            }
-        }
-    }
-    Ok(ExperimentSummary {
-        recipe: recipe.name.clone(),
-        description: recipe.description.clone(),
-        benchmark: recipe.benchmark.clone(),
-        metric: recipe.metric.clone(),
-        target,
-        noise_pool: pool_noise,
-        references,
-        runs,
-        command: command.into(),
-        commit: shell("git", &["rev-parse", "--short", "HEAD"]),
-        machine: machine(),
-        date: shell("date", &["-u", "+%Y-%m-%d"]),
-        wall_seconds: wall,
-    })
+    Ok((runs, target, pool_noise))
 }
 
 fn shell(program: &str, args: &[&str]) -> String {
@@ -306,6 +374,42 @@ fn times(x: Option<f64>) -> String {
     x.map_or("not reached".into(), |x| format!("{x:.2}×"))
 }
 
+/// The final metric, with its range over seeds when there are several.
+fn final_cell(r: &RunSummary) -> String {
+    let values: Vec<f64> = r.seeds.iter().map(|s| s.final_metric).collect();
+    match range(&values) {
+        Some((lo, hi)) => format!("**{}** ({}–{})", pct(r.final_metric), pct(lo), pct(hi)),
+        None => format!("**{}**", pct(r.final_metric)),
+    }
+}
+
+/// A speedup, with its range over seeds and how many seeds reached the target.
+fn speedup_cell(r: &RunSummary, mean: Option<f64>, of: fn(&SeedOutcome) -> Option<f64>) -> String {
+    if r.seeds.len() < 2 {
+        return times(mean);
+    }
+    let values: Vec<f64> = r.seeds.iter().filter_map(of).collect();
+    let reached = if values.len() < r.seeds.len() {
+        format!(", {} of {} seeds reached", values.len(), r.seeds.len())
+    } else {
+        String::new()
+    };
+    match (mean, range(&values)) {
+        (Some(m), Some((lo, hi))) => format!("{m:.2}× ({lo:.2}–{hi:.2}{reached})"),
+        _ => format!("not reached{reached}"),
+    }
+}
+
+fn range(values: &[f64]) -> Option<(f64, f64)> {
+    (values.len() > 1).then(|| {
+        values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            })
+    })
+}
+
 /// The main table (markdown).
 pub fn table(s: &ExperimentSummary) -> String {
     let mut t = String::new();
@@ -325,7 +429,7 @@ pub fn table(s: &ExperimentSummary) -> String {
     for r in &s.runs {
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} / {} | **{}** | {} | {} / {} | {} | {} | {:.2}× | {:.2}× | {:.0} s |",
+            "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} / {} | {} | {} | {:.2}× | {:.2}× | {:.0} s |",
             r.name,
             r.method,
             r.score,
@@ -333,12 +437,12 @@ pub fn table(s: &ExperimentSummary) -> String {
             if r.method == "uniform" { "—".into() } else { format!("{:.1}", r.filter_ratio) },
             r.batch,
             r.super_batch,
-            pct(r.final_metric),
+            final_cell(r),
             r.final_eval.zero_shot_top5.map_or("—".into(), pct),
             pct(r.final_eval.image_to_text.r1),
             pct(r.final_eval.text_to_image.r1),
-            times(r.iteration_speedup),
-            times(r.flop_speedup),
+            speedup_cell(r, r.iteration_speedup, |s| s.iteration_speedup),
+            speedup_cell(r, r.flop_speedup, |s| s.flop_speedup),
             r.cost_per_iteration,
             r.wall_per_iteration,
             r.wall_seconds,
@@ -383,13 +487,28 @@ pub fn markdown(s: &ExperimentSummary) -> String {
     if !s.description.is_empty() {
         let _ = writeln!(m, "{}\n", s.description);
     }
+    let seeds = if s.seeds.len() > 1 {
+        format!(
+            " Every run was trained with seeds {:?}, each measured against uniform with the same \
+             seed; cells give the mean and, in brackets, the range over seeds (zero-shot top-5 and \
+             R@1 columns: the first seed).",
+            s.seeds
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         m,
-        "Target: uniform's final {} = **{}**. *Fewer iterations (FLOPs) to target* = uniform's examples \
-         (total FLOPs, scoring included) at the end over this run's when it first reached the target, \
-         interpolated linearly between evaluations; \"not reached\" when it never did within the budget. \
-         *FLOPs per iteration* are counted as executed, relative to uniform.\n",
-        if s.metric == "retrieval_r1" { "R@1 (mean of both directions)" } else { "zero-shot top-1" },
+        "Target: uniform's final {} = **{}**. *Fewer iterations (FLOPs) to target* = the examples \
+         (total FLOPs, scoring included) uniform needed to first reach its final score over those \
+         this run needed, both crossings interpolated linearly between evaluations, so uniform is \
+         1× by construction; \"not reached\" when the run never did within the budget. *FLOPs per \
+         iteration* are counted as executed, relative to uniform.{seeds}\n",
+        if s.metric == "retrieval_r1" {
+            "R@1 (mean of both directions)"
+        } else {
+            "zero-shot top-1"
+        },
         pct(s.target)
     );
     m.push_str(&table(s));
@@ -438,6 +557,136 @@ mod tests {
             flops_total: 10.0 * examples,
             metric,
         }
+    }
+
+    #[test]
+    fn uniform_is_one_times_itself_even_when_its_curve_touched_the_target_early() {
+        // Uniform's noisy curve reaches its final score 0.30 at 300 examples, dips, and ends
+        // there at 600; JEST crosses 0.30 at 150. The ratio is 300 / 150 = 2, and uniform's 1.
+        let dir = std::env::temp_dir().join(format!("jester-report-{}", std::process::id()));
+        let write_run = |name: &str, method: &str, curve: &[(f64, f64)]| {
+            let run = dir.join(name);
+            std::fs::create_dir_all(&run).unwrap();
+            let lines: Vec<String> = curve
+                .iter()
+                .enumerate()
+                .map(|(step, (examples, metric))| {
+                    serde_json::json!({
+                        "step": step, "examples_seen": examples, "flops_total": examples * 10.0,
+                        "eval": {"image_to_text": {"r1": metric, "r5": 0.0, "r10": 0.0},
+                                 "text_to_image": {"r1": metric, "r5": 0.0, "r10": 0.0},
+                                 "zero_shot_top1": null, "zero_shot_top5": null,
+                                 "zero_shot_examples": 0, "retrieval_examples": 10}
+                    })
+                    .to_string()
+                })
+                .collect();
+            std::fs::write(run.join("eval.jsonl"), lines.join("\n")).unwrap();
+            std::fs::write(
+                run.join("summary.json"),
+                serde_json::json!({"steps": 6, "batch": 100, "super_batch": 100, "seconds": {"step": 6.0},
+                                   "cost_vs_uniform": 1.0, "method": method})
+                .to_string(),
+            )
+            .unwrap();
+            std::fs::write(
+                run.join("config.json"),
+                r#"{"score": "learnability", "filter_ratio": 0.8}"#,
+            )
+            .unwrap();
+            run
+        };
+        let uniform = write_run(
+            "uniform",
+            "uniform",
+            &[
+                (0.0, 0.0),
+                (150.0, 0.2),
+                (300.0, 0.3),
+                (450.0, 0.25),
+                (600.0, 0.3),
+            ],
+        );
+        let jest = write_run("jest", "jest", &[(0.0, 0.0), (150.0, 0.3), (600.0, 0.5)]);
+        let recipe = Recipe::parse(
+            r#"
+            name = "t"
+            benchmark = "synthetic"
+            metric = "retrieval_r1"
+            [reference]
+            [[runs]]
+            name = "uniform"
+            method = "uniform"
+            [[runs]]
+            name = "jest"
+            method = "jest"
+            "#,
+        )
+        .unwrap();
+        let parts = Parts {
+            seeds: vec![0],
+            runs: vec![vec![uniform, jest]],
+            references: BTreeMap::new(),
+        };
+        let s = build(&recipe, &parts, "test", 0.0);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let s = s.unwrap();
+        assert_eq!(s.runs[0].iteration_speedup, Some(1.0));
+        assert_eq!(s.runs[0].flop_speedup, Some(1.0));
+        assert_eq!(s.runs[1].iteration_speedup, Some(2.0));
+    }
+
+    #[test]
+    fn several_seeds_are_reported_as_mean_and_range() {
+        let seed = |seed, final_metric, speedup| SeedOutcome {
+            seed,
+            dir: String::new(),
+            final_metric,
+            iteration_speedup: speedup,
+            flop_speedup: None,
+        };
+        let run = RunSummary {
+            name: "jest".into(),
+            dir: String::new(),
+            method: "jest".into(),
+            score: String::new(),
+            reference: None,
+            filter_ratio: 0.8,
+            batch: 64,
+            super_batch: 320,
+            steps: 1,
+            final_metric: 0.12,
+            final_eval: serde_json::from_value(serde_json::json!({
+                "image_to_text": {"r1": 0.1, "r5": 0.0, "r10": 0.0},
+                "text_to_image": {"r1": 0.1, "r5": 0.0, "r10": 0.0},
+                "zero_shot_top1": null, "zero_shot_top5": null,
+                "zero_shot_examples": 0, "retrieval_examples": 10
+            }))
+            .unwrap(),
+            examples_to_target: None,
+            flops_to_target: None,
+            iteration_speedup: Some(3.0),
+            flop_speedup: None,
+            cost_per_iteration: 1.0,
+            wall_per_iteration: 1.0,
+            wall_seconds: 1.0,
+            noise_kept: BTreeMap::new(),
+            curve: Vec::new(),
+            seeds: vec![
+                seed(0, 0.10, Some(2.5)),
+                seed(1, 0.14, Some(3.5)),
+                seed(2, 0.12, None),
+            ],
+        };
+        assert_eq!(final_cell(&run), "**12.0** (10.0–14.0)");
+        assert_eq!(
+            speedup_cell(&run, run.iteration_speedup, |s| s.iteration_speedup),
+            "3.00× (2.50–3.50, 2 of 3 seeds reached)"
+        );
+        assert_eq!(
+            speedup_cell(&run, run.flop_speedup, |s| s.flop_speedup),
+            "not reached, 0 of 3 seeds reached"
+        );
     }
 
     #[test]
