@@ -20,13 +20,13 @@ python=${JESTER_TORCH_PYTHON:-python3}
 "$jester" data synth --out "$work/data" --set benchmark.pool=3000 --set benchmark.curated=600 \
   --set benchmark.eval=200 >/dev/null
 common=(--config tiny --set batch=32 --set log_every=1 --set checkpoint_every=2
-        --set keep_checkpoints=3 --steps 40 --seed 7)
+        --set keep_checkpoints=3 --seed 7)
 "$jester" train --data "$work/data/curated-strong" --out "$work/reference" "${common[@]}" \
   --steps 20 >/dev/null 2>&1
 "$jester" embed --model "$work/reference" --data "$work/data/pool" \
   --out "$work/reference.safetensors" >/dev/null 2>&1
 learner=(--data "$work/data/pool" --method jest --reference "$work/reference.safetensors"
-         "${common[@]}")
+         "${common[@]}" --steps 40)
 
 start=$(date +%s.%N)
 "$jester" train "${learner[@]}" --out "$work/clean" >/dev/null 2>&1

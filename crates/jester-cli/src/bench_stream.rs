@@ -32,10 +32,11 @@ pub struct StreamBench {
 }
 
 pub fn run(args: StreamBench) -> Result<()> {
-    let temp = args.dir.is_none();
     let dir = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("jester-bench-stream-{}", std::process::id()))
     });
+    // A generated folder goes again however the bench ends.
+    let _cleanup = args.dir.is_none().then(|| RemoveOnDrop(dir.clone()));
     let started = Instant::now();
     let shards = generate(&dir, args.samples, args.shard_size)?;
     eprintln!(
@@ -46,7 +47,7 @@ pub fn run(args: StreamBench) -> Result<()> {
     );
     let tokenizer = Arc::new(TextTokenizer::train_bpe(
         (0..200).map(|i| format!("a small {} square number {i}", colour(i))),
-        256,
+        300,
         1,
     )?);
     let decode_options = DecodeOptions::default();
@@ -80,9 +81,6 @@ pub fn run(args: StreamBench) -> Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     readings.push((n, rss_mib()));
     drop(loader);
-    if temp {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     println!("samples  resident MiB");
     for (samples, mib) in &readings {
         println!("{samples:>8}  {mib:.1}");
@@ -103,6 +101,14 @@ pub fn run(args: StreamBench) -> Result<()> {
         last - warm
     );
     Ok(())
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn colour(i: usize) -> &'static str {

@@ -32,6 +32,23 @@ fn register_font() {
     });
 }
 
+/// The target line of the curves drawn: with several seeds the curves are the first seed's, so the
+/// line is that seed's uniform final, and the title says which seed.
+fn curves_target(s: &ExperimentSummary) -> (f64, String) {
+    let first = s
+        .runs
+        .iter()
+        .find(|r| r.method == "uniform")
+        .and_then(|u| u.seeds.first());
+    match first {
+        Some(seed) if s.seeds.len() > 1 => (
+            seed.final_metric,
+            format!("; curves of seed {} of {:?}", seed.seed, s.seeds),
+        ),
+        _ => (s.target, String::new()),
+    }
+}
+
 /// Draws the two panels into `path`.
 pub fn curves(s: &ExperimentSummary, path: &Path) -> Result<()> {
     register_font();
@@ -39,12 +56,13 @@ pub fn curves(s: &ExperimentSummary, path: &Path) -> Result<()> {
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
+        let (target, seed) = curves_target(s);
         let title = format!(
-            "{} on {}: {} (target = uniform's final {:.1}%)",
+            "{} on {}: {} (target = uniform's final {:.1}%{seed})",
             s.recipe,
             s.benchmark,
             metric_label(&s.metric),
-            100.0 * s.target
+            100.0 * target
         );
         let root = root
             .titled(&title, ("sans-serif", 22))
@@ -112,7 +130,10 @@ fn panel(
         .map_err(err)?;
     chart
         .draw_series(LineSeries::new(
-            [(0.0, 100.0 * s.target), (x_max, 100.0 * s.target)],
+            [
+                (0.0, 100.0 * curves_target(s).0),
+                (x_max, 100.0 * curves_target(s).0),
+            ],
             ShapeStyle::from(&RGBColor(150, 150, 150)).stroke_width(1),
         ))
         .map_err(err)?;
