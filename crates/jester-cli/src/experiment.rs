@@ -224,8 +224,9 @@ pub fn run_recipe(
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
     // Two experiments in one work folder would train the same parts at once.
     let _work_lock = Lock::folder(work, "the experiment work folder")?;
+    // The output folder's lock lives beside it and goes when released: reports are committed.
     let _out_lock = if out != work {
-        Some(Lock::folder(out, "the experiment output folder")?)
+        Some(Lock::beside(out, "the experiment output folder")?)
     } else {
         None
     };
