@@ -30,7 +30,7 @@ learner=(--data "$work/data/pool" --method jest --reference "$work/reference.saf
 
 start=$(date +%s.%N)
 "$jester" train "${learner[@]}" --out "$work/clean" >/dev/null 2>&1
-clean_seconds=$(echo "$(date +%s.%N) - $start" | bc)
+clean_seconds=$("$python" -c "print(round($(date +%s.%N) - $start, 2))")
 losses() { "$python" -c 'import json,sys; [print(l["step"], l["loss"]) for l in map(json.loads, open(sys.argv[1]))]' "$1"; }
 losses "$work/clean/metrics.jsonl" >"$work/clean.losses"
 echo "uninterrupted run: 40 steps in ${clean_seconds} s"
