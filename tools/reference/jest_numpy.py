@@ -3,7 +3,7 @@
 
 Provenance: written for the `jester` project (Rust JEST, Evans et al. "Data curation via joint example
 selection further accelerates multimodal learning", arXiv:2406.17711, Algorithm 1). Semantics follow
-shared/design/JEST.md sections 2-4, EXCEPT that this script deliberately does what jester avoids:
+docs/ALGORITHM.md sections 2-4, EXCEPT that this script deliberately does what jester avoids:
 it materialises the full [B, B] float32 pairwise sigmoid-NLL matrices (learner and reference) and
 the [B, B] learnability matrix S = nll_learner - nll_reference. That O(B^2) memory is the point.
 

@@ -3,7 +3,7 @@
 
 Provenance: written for the `jester` project (Rust JEST, Evans et al. arXiv:2406.17711) as an
 independent float64 numpy reference for crates/jester/tests/data/loss_golden.json.
-Formulas follow shared/design/JEST.md section 2 (themselves restated from the SigLIP / CLIP code in
+Formulas follow docs/ALGORITHM.md section 2 (themselves restated from the SigLIP / CLIP code in
 google-research/big_vision). Re-run with:  python3 tools/reference/siglip_golden.py
 The output is deterministic for a given numpy version (np.random.default_rng(20241125), PCG64).
 

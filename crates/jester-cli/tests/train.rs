@@ -218,7 +218,7 @@ fn every_method_trains_and_reports_what_it_kept_and_what_it_cost() {
         assert!(out.join("model.safetensors").exists());
         costs.push((method, summary["cost_vs_uniform"].as_f64().unwrap()));
     }
-    // JEST.md §6 as executed (scoring forward not reused): 1 + B/(3b) = 2.67 plus the selection's
+    // docs/ALGORITHM.md §6 as executed (scoring forward not reused): 1 + B/(3b) = 2.67 plus the selection's
     // block products; flexi-jest scores at a quarter of the image tokens, so it costs less.
     let cost = |m: &str| costs.iter().find(|c| c.0 == m).unwrap().1;
     assert_eq!(cost("uniform"), 1.0);

@@ -35,7 +35,7 @@ pub enum Error {
     },
     #[error("{}: cannot write safetensors: {why}", path.display())]
     Safetensors { path: PathBuf, why: String },
-    /// A data set that must be installed first (DATA.md lists how to get each one).
+    /// A data set that must be installed first (docs/DATA.md lists how to get each one).
     #[error("{}: not found; install it with `{install}`", path.display())]
     MissingDataset {
         path: PathBuf,

@@ -1,4 +1,4 @@
-//! One sample of a WebDataset shard: the members that share a key (DATA.md): `KEY.jpg` (or png,
+//! One sample of a WebDataset shard: the members that share a key (docs/DATA.md): `KEY.jpg` (or png,
 //! webp, svg), `KEY.txt` (caption), `KEY.json` (metadata, ground truth), `KEY.npy` (an embedding).
 use std::collections::BTreeMap;
 

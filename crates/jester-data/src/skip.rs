@@ -1,5 +1,5 @@
 //! Bad samples inside a corpus are skipped and counted by reason, never trained on silently
-//! (DATA.md); the counts are reported at the end of every command and kept in checkpoints.
+//! (docs/DATA.md); the counts are reported at the end of every command and kept in checkpoints.
 use std::collections::BTreeMap;
 
 /// Why a sample was skipped.

@@ -1,6 +1,6 @@
 //! Clustered synthetic embeddings of a super-batch, as a partly trained learner and a reference
 //! trained on curated data would produce them — the structure that makes joint selection differ
-//! from independent selection (DATA.md, "Batch-level structure matters").
+//! from independent selection (docs/DATA.md, "Batch-level structure matters").
 //!
 //! The world: `clusters` topics with random unit centres; example i has a concept
 //! c_i = normalise(centre + spread·g_i). The reference embeds image and text close to c_i, so it

@@ -1,4 +1,4 @@
-//! The synthetic-scene benchmark, and through it the parts both generators share (DATA.md
+//! The synthetic-scene benchmark, and through it the parts both generators share (docs/DATA.md
 //! §Benchmarks): layout, determinism, noise rates, curation levels, zero-shot classes, configs.
 #[path = "support/benchmark.rs"]
 mod support;

@@ -1,4 +1,4 @@
-//! The Fashion-MNIST scene benchmark (DATA.md §Benchmarks 2). The tests that need the real
+//! The Fashion-MNIST scene benchmark (docs/DATA.md §Benchmarks 2). The tests that need the real
 //! files skip (with a message) where `apt-get install -y dataset-fashion-mnist` has not been run;
 //! the error for missing or broken files is always tested.
 #[path = "support/benchmark.rs"]

@@ -1,5 +1,5 @@
-//! What each noise kind of the synthetic benchmark does (DATA.md, "The raw pool mimics web
-//! noise"), the cluster structure (DATA.md, "Batch-level structure matters") and how rare
+//! What each noise kind of the synthetic benchmark does (docs/DATA.md, "The raw pool mimics web
+//! noise"), the cluster structure (docs/DATA.md, "Batch-level structure matters") and how rare
 //! duplicate captions are in a batch.
 #[path = "support/benchmark.rs"]
 mod support;
@@ -143,7 +143,7 @@ fn scenes_cluster_around_their_prototypes() {
         .all(|(shapes, colours)| shapes.len() <= 3 && colours.len() <= 3));
 }
 
-/// DATA.md: "two random examples almost never share a caption (in-batch negatives must be true
+/// docs/DATA.md: "two random examples almost never share a caption (in-batch negatives must be true
 /// negatives)", measured on a clean pool with the default clusters.
 #[test]
 fn duplicate_captions_are_rare_in_batches_of_256() {

@@ -1,5 +1,5 @@
 //! `jester embed`: a trained model's image and text embeddings (with its t and b) for a whole
-//! shard set, keyed by sample key and streamed to disk (JEST.md §6: the reference is cached as
+//! shard set, keyed by sample key and streamed to disk (docs/ALGORITHM.md §6: the reference is cached as
 //! embeddings, never as scores, because scores depend on which examples share a batch).
 use std::path::Path;
 

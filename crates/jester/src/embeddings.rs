@@ -1,5 +1,5 @@
 //! One model's view of a super-batch: its image and text embeddings and its sigmoid-loss
-//! temperature and bias. JEST caches exactly this for the reference model (JEST.md §6): scores depend
+//! temperature and bias. JEST caches exactly this for the reference model (docs/ALGORITHM.md §6): scores depend
 //! on which examples share a batch, so embeddings are kept, not scores.
 use tch::{Device, Kind, Tensor};
 

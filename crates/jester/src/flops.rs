@@ -1,4 +1,4 @@
-//! Analytic FLOP counts (JEST.md §6): a multiply-add is 2 FLOPs; matrix products only (LayerNorm,
+//! Analytic FLOP counts (docs/ALGORITHM.md §6): a multiply-add is 2 FLOPs; matrix products only (LayerNorm,
 //! GELU, softmax and the optimiser are O(width) per token and left out); attention counts the full
 //! L×L score and value products, causal or not (libtorch's CPU kernel computes them all). A
 //! training step costs 3× the forward (forward + backward of twice its cost).
@@ -46,7 +46,7 @@ pub fn selection(b: usize, super_batch: usize, embed_dim: usize, models: usize) 
     models as f64 * (2.0 * 2.0 * b * big * d + 2.0 * big * d)
 }
 
-/// The per-iteration cost relative to uniform training that JEST.md §6 predicts, with `ratio` =
+/// The per-iteration cost relative to uniform training that docs/ALGORITHM.md §6 predicts, with `ratio` =
 /// B/b and `approx` = A (cost of a scoring forward relative to a full one), scoring the reference
 /// from cache and *not* reusing the scoring forward for the step: (3 + A·B/b) / 3.
 pub fn predicted_cost_ratio(ratio: f64, approx: f64, low_res_fraction: f64) -> f64 {

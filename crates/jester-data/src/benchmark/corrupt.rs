@@ -1,4 +1,4 @@
-//! The members a noise kind changes, the same for every generator (DATA.md, "The raw pool mimics
+//! The members a noise kind changes, the same for every generator (docs/DATA.md, "The raw pool mimics
 //! web noise"): file-name-like captions, lightly perturbed captions, destroyed images and
 //! near-copies of images.
 use image::RgbImage;

@@ -1,4 +1,4 @@
-//! The Fashion-MNIST scene benchmark (DATA.md §Benchmarks 2): real 28×28 items composed into
+//! The Fashion-MNIST scene benchmark (docs/DATA.md §Benchmarks 2): real 28×28 items composed into
 //! 56×56 scenes of 1–4 items, with compositional captions ("a red sandal on the left and a blue
 //! pullover on the right"). Pool and curated sets use the train split's items, the evaluation set
 //! the test split's. Needs `apt-get install -y dataset-fashion-mnist`.
@@ -6,10 +6,10 @@
 //! Layout: an item sits at one of the nine positions of a 3×3 grid of 14-px steps (top left at
 //! (0, 0), centre at (14, 14), …); the items of a scene never overlap (four items: the corners).
 //! With `tint` (default) each grey item is coloured with one of ten colours, so that captions are
-//! varied enough for in-batch negatives to be true negatives (DATA.md §Benchmarks 1); without
+//! varied enough for in-batch negatives to be true negatives (docs/DATA.md §Benchmarks 1); without
 //! it items stay white on black and captions name only class and position.
 //!
-//! Clusters (DATA.md, "Batch-level structure matters"): cluster k co-occurs `cluster_classes`
+//! Clusters (docs/DATA.md, "Batch-level structure matters"): cluster k co-occurs `cluster_classes`
 //! classes in `cluster_colours` colours; with probability `cluster_strength` a scene takes its
 //! items from its cluster's classes and colours, otherwise from all. Zero-shot evaluation: single
 //! test items, centred, labelled with their class; templates avoid the article ("an ankle boot").

@@ -1,4 +1,4 @@
-//! What a Fashion-MNIST scene is made of (DATA.md §Benchmarks 2): 1–4 real items, each with a
+//! What a Fashion-MNIST scene is made of (docs/DATA.md §Benchmarks 2): 1–4 real items, each with a
 //! class, an optional tint and a position, and its compositional captions ("a red sandal on the
 //! left and a blue pullover on the right"): six item phrasings and eight sentence frames.
 use rand::seq::SliceRandom;

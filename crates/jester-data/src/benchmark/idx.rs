@@ -1,5 +1,5 @@
 //! Reading the Fashion-MNIST IDX files that `apt-get install -y dataset-fashion-mnist` puts in
-//! `/usr/share/datasets/fashion-mnist/` (DATA.md, "Real data"): `train-images-idx3-ubyte.gz`,
+//! `/usr/share/datasets/fashion-mnist/` (docs/DATA.md, "Real data"): `train-images-idx3-ubyte.gz`,
 //! `train-labels-idx1-ubyte.gz`, `t10k-…` for the test split; gzipped or not.
 //!
 //! IDX: a big-endian header `0x00 0x00 type ndim`, `ndim` big-endian u32 dimensions, then the data

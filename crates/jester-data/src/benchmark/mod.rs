@@ -1,4 +1,4 @@
-//! The benchmarks with known noise (DATA.md §Benchmarks): a raw pool, curated sets at three
+//! The benchmarks with known noise (docs/DATA.md §Benchmarks): a raw pool, curated sets at three
 //! curation levels and a clean evaluation set, written as ordinary shards with the ground truth
 //! in each sample's `.json`.
 //!
@@ -29,7 +29,7 @@
 //!   `near-blank`), `duplicate_of`, `caption_perturbed`, `shift` (near-duplicate; the scene
 //!   fields are then the copied sample's).
 //!
-//! Batch-level structure (DATA.md, "Batch-level structure matters"): each scene belongs to one of
+//! Batch-level structure (docs/DATA.md, "Batch-level structure matters"): each scene belongs to one of
 //! `clusters` clusters; with probability `cluster_strength` its objects and attributes come from
 //! the cluster's prototype (a few shapes/classes, colours, a background), otherwise from the whole
 //! world. Near-duplicates add the other kind of web redundancy.

@@ -1,6 +1,6 @@
-//! The kinds of web noise a benchmark carries, each at a known rate (DATA.md, "The raw pool mimics
+//! The kinds of web noise a benchmark carries, each at a known rate (docs/DATA.md, "The raw pool mimics
 //! web noise"), and the rates of the curated sets at each curation level (the paper's reference-
-//! curation ablation, JEST.md §8: strong / moderate / weak).
+//! curation ablation, docs/ALGORITHM.md §8: strong / moderate / weak).
 //!
 //! The default rates are fixed up front and are not tuned to favour any selection method:
 //! pool = misaligned 0.20, partly-wrong 0.10, uninformative 0.10, corrupted-image 0.05,

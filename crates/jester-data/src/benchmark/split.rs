@@ -188,7 +188,7 @@ fn render<W: World>(world: &W, planned: &Planned<W::Scene>) -> RgbImage {
     )
 }
 
-/// The ground truth every sample carries (DATA.md: each example carries its noise kind).
+/// The ground truth every sample carries (docs/DATA.md: each example carries its noise kind).
 fn metadata<W: World>(
     world: &W,
     planned: &Planned<W::Scene>,

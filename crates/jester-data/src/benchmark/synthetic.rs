@@ -1,8 +1,8 @@
-//! The built-in synthetic-scene benchmark (DATA.md §Benchmarks 1): small RGB images of 1–3
+//! The built-in synthetic-scene benchmark (docs/DATA.md §Benchmarks 1): small RGB images of 1–3
 //! procedural objects (10 shapes, 10 colours, 2 sizes, 9 positions) on one of 16 backgrounds
 //! (4 colours × 4 textures), each with a compositional caption. No download.
 //!
-//! Clusters (DATA.md, "Batch-level structure matters"): cluster k has a prototype of
+//! Clusters (docs/DATA.md, "Batch-level structure matters"): cluster k has a prototype of
 //! `cluster_shapes` shapes, `cluster_colours` colours and one background; a scene of cluster k
 //! takes its objects' shapes and colours and its background from the prototype with probability
 //! `cluster_strength`, otherwise from the whole world. Sizes and positions are always free.

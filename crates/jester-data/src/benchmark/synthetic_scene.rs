@@ -1,4 +1,4 @@
-//! What a synthetic scene is made of (DATA.md §Benchmarks 1: shape, colour, size, position,
+//! What a synthetic scene is made of (docs/DATA.md §Benchmarks 1: shape, colour, size, position,
 //! background) and its compositional captions.
 //!
 //! A caption names every object's size, colour, shape and position, in random order, with one of

@@ -203,7 +203,7 @@ pub fn spread(image: &image::RgbImage) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// DATA.md: "two random examples almost never share a caption (in-batch negatives must be true
+/// docs/DATA.md: "two random examples almost never share a caption (in-batch negatives must be true
 /// negatives)". Over `batches` random batches of 256 (without replacement): the fraction of
 /// samples whose caption another sample of the same batch has too, and the number of batches
 /// with any such pair.

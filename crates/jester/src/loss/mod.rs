@@ -1,4 +1,4 @@
-//! Contrastive losses (JEST.md §2). The sigmoid pairwise NLL matrix is the single source: batch loss,
+//! Contrastive losses (docs/ALGORITHM.md §2). The sigmoid pairwise NLL matrix is the single source: batch loss,
 //! per-example loss, learnability and JEST's conditional scores are all sums over it, or over its
 //! streamed `[C, B]` blocks. The softmax (InfoNCE) loss is the alternative.
 mod sigmoid;

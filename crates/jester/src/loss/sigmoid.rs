@@ -1,4 +1,4 @@
-//! The sigmoid (SigLIP) loss, pair by pair (JEST.md §2; Zhai et al. 2023).
+//! The sigmoid (SigLIP) loss, pair by pair (docs/ALGORITHM.md §2; Zhai et al. 2023).
 //!
 //! logits[i, j] = t · image[i]·text[j] + b, label +1 on positives and −1 elsewhere, and
 //! nll[i, j] = softplus(−label · logits[i, j]). libtorch's softplus is stable (x above its threshold

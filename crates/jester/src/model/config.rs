@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// A ViT image tower (JEST.md §5: FlexiViT weights, one base patch size).
+/// A ViT image tower (docs/ALGORITHM.md §5: FlexiViT weights, one base patch size).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VisionConfig {
@@ -33,7 +33,7 @@ pub struct TextConfig {
 }
 
 /// The two-tower model: both towers project to `embed_dim`; logits = t·⟨z_img, z_txt⟩ + b with
-/// t = exp(t') (JEST.md §2).
+/// t = exp(t') (docs/ALGORITHM.md §2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {

@@ -1,4 +1,4 @@
-//! FlexiViT's resizing (Beyer et al. 2023; JEST.md §5): the patch-embedding kernel is stored at one
+//! FlexiViT's resizing (Beyer et al. 2023; docs/ALGORITHM.md §5): the patch-embedding kernel is stored at one
 //! base patch size and resampled to another with the pseudo-inverse of the bilinear resize
 //! ("PI-resize"); position embeddings are resized bilinearly to the token grid.
 //!

@@ -1,4 +1,4 @@
-//! The two-tower SigLIP model (JEST.md §§2, 5): a FlexiViT image tower that runs at any patch size
+//! The two-tower SigLIP model (docs/ALGORITHM.md §§2, 5): a FlexiViT image tower that runs at any patch size
 //! dividing the image, a causal text tower pooled at each caption's end, and the learnable
 //! temperature t = exp(t') and bias b of the sigmoid loss.
 //!
@@ -233,7 +233,7 @@ impl TwoTower {
         )
     }
 
-    /// The sigmoid batch loss (JEST.md §2) of `batch`, its images split into parts each encoded at
+    /// The sigmoid batch loss (docs/ALGORITHM.md §2) of `batch`, its images split into parts each encoded at
     /// its own patch size (`parts`: (rows, patch), in order, covering the batch), the embeddings
     /// concatenated into one loss — Flexi-JEST's multi-resolution training (§5).
     pub fn loss(&self, batch: &BatchTensors, parts: &[(usize, usize)]) -> Result<Tensor> {

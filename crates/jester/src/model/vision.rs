@@ -1,4 +1,4 @@
-//! The ViT image tower with a flexible patch size (FlexiViT, JEST.md §5).
+//! The ViT image tower with a flexible patch size (FlexiViT, docs/ALGORITHM.md §5).
 use std::collections::HashMap;
 use std::sync::Mutex;
 

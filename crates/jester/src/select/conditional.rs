@@ -1,4 +1,4 @@
-//! Joint selection's conditional scores, streamed (JEST.md §4, Decisions): memory O(B·D + C·B),
+//! Joint selection's conditional scores, streamed (docs/ALGORITHM.md §4, Decisions): memory O(B·D + C·B),
 //! never a `[B, B]` matrix. `naive.rs` holds the materialised twins these are tested against.
 use tch::{Kind, Tensor};
 
@@ -64,7 +64,7 @@ impl ConditionalScores for SigmoidConditional<'_> {
 /// ```
 ///
 /// with R_i = LSE_{k∈K} l_ik, C_i = LSE_{k∈K} l_ki, rowLSE_k / colLSE_k over K. Each model uses its own
-/// parameters (the printed Alg. 3 scores the reference with the learner's; JEST.md §2).
+/// parameters (the printed Alg. 3 scores the reference with the learner's; docs/ALGORITHM.md §2).
 ///
 /// **Decision**: with K empty that increase is 0 for every i (a one-example softmax is certain),
 /// so the first chunk uses each example's softmax loss within the whole super-batch instead, the

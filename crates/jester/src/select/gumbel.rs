@@ -1,4 +1,4 @@
-//! Sampling without replacement with p ∝ exp(x) by Gumbel-top-k (JEST.md §4, Decision): the top k
+//! Sampling without replacement with p ∝ exp(x) by Gumbel-top-k (docs/ALGORITHM.md §4, Decision): the top k
 //! of x + g, g ~ Gumbel(0, 1) i.i.d., is distributed exactly as k successive draws without
 //! replacement from softmax(x) (a Plackett–Luce sample). It works in log space, so the large gains
 //! (×100) that overflow the paper's `exp(logits)` are harmless.

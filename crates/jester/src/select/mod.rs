@@ -1,4 +1,4 @@
-//! JEST's selection engine (JEST.md §§3–4): score a super-batch with the learner and the reference,
+//! JEST's selection engine (docs/ALGORITHM.md §§3–4): score a super-batch with the learner and the reference,
 //! then keep a sub-batch of b of its B examples, jointly (chunk by chunk, each chunk conditioned on
 //! the ones before), independently (all b at once from each example's own score) or uniformly.
 //!

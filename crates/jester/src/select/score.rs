@@ -1,4 +1,4 @@
-//! Pair scores S[i, j] from the learner's and the reference's pairwise losses (JEST.md §3):
+//! Pair scores S[i, j] from the learner's and the reference's pairwise losses (docs/ALGORITHM.md §3):
 //! S = w_L · nll_L + w_R · nll_R, with (w_L, w_R) = (1, −1) for learnability, (1, 0) for the hard
 //! learner, (0, −1) for the easy reference and (0, 0) for uniform. Everything here is a view of the
 //! one pairwise formula in `crate::loss`, computed in blocks.

@@ -1,4 +1,4 @@
-//! Integer sizing of a selection: b from B and f, and the chunk sizes (JEST.md §1, §4).
+//! Integer sizing of a selection: b from B and f, and the chunk sizes (docs/ALGORITHM.md §1, §4).
 //!
 //! Floats round badly here: `int(163840 * (1 - 0.8) / 16)` is 2047, not 2048. So f is read as the
 //! exact decimal it was written as (Rust prints the shortest decimal that round-trips, so 0.8 is

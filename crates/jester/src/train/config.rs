@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Precision};
 use crate::select::ScoreKind;
 
-/// How each step's batch is chosen (JEST.md §§3–5).
+/// How each step's batch is chosen (docs/ALGORITHM.md §§3–5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrainMethod {
@@ -20,7 +20,7 @@ pub enum TrainMethod {
     /// b of B at once from each example's own score (the paper's ablation).
     Independent,
     /// Joint selection scored with the image tower at a larger patch size; training half at each
-    /// resolution (JEST.md §5).
+    /// resolution (docs/ALGORITHM.md §5).
     FlexiJest,
 }
 
@@ -59,7 +59,7 @@ impl std::str::FromStr for TrainMethod {
     }
 }
 
-/// AdamW and its schedule (JEST.md §7).
+/// AdamW and its schedule (docs/ALGORITHM.md §7).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {

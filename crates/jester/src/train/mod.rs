@@ -1,4 +1,4 @@
-//! Training (JEST.md §§4–7): one loop for every method.
+//! Training (docs/ALGORITHM.md §§4–7): one loop for every method.
 //!
 //! ```text
 //! Loader (shards → Example) ─► super-batch of B ─► learner embeddings (no grad, scoring patch)

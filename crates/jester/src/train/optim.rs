@@ -1,4 +1,4 @@
-//! AdamW with the paper's schedule (JEST.md §7), its moments kept as plain tensors so a checkpoint
+//! AdamW with the paper's schedule (docs/ALGORITHM.md §7), its moments kept as plain tensors so a checkpoint
 //! can save and restore them exactly (libtorch's optimisers do not expose their state through tch).
 use std::collections::BTreeMap;
 use std::f64::consts::PI;

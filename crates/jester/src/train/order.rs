@@ -1,6 +1,6 @@
 //! The order of the selected examples inside the trained batch.
 //!
-//! Selection returns its chunks best-first, and Flexi-JEST's multi-resolution step (JEST.md §5)
+//! Selection returns its chunks best-first, and Flexi-JEST's multi-resolution step (docs/ALGORITHM.md §5)
 //! encodes the first rows at full resolution and the rest at the scoring patch size. Kept in
 //! selection order, chunk 1 (drawn on the diagonal alone) would always train at full resolution,
 //! confounding resolution with selection order; a seeded shuffle gives every chunk the same

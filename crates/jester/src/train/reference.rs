@@ -1,4 +1,4 @@
-//! Cached reference embeddings (JEST.md §6: cache embeddings with t and b, never scores): written
+//! Cached reference embeddings (docs/ALGORITHM.md §6: cache embeddings with t and b, never scores): written
 //! streaming by `jester embed`, read by `train`, looked up by sample key.
 //!
 //! The file is an ordinary safetensors file that `jester select` also reads: `image` `[n, D]`,

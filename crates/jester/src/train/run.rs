@@ -1,4 +1,4 @@
-//! The thin loop around the step (STYLE.md 7): set-up or resume, then per step draw → score →
+//! The thin loop around the step (docs/ARCHITECTURE.md): set-up or resume, then per step draw → score →
 //! select → train, with metrics, checkpoints and the NaN guard at their cadences.
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,5 +1,5 @@
 //! Where the reference's embeddings come from at each step, and what a step costs in FLOPs as
-//! executed (JEST.md §6).
+//! executed (docs/ALGORITHM.md §6).
 use std::path::PathBuf;
 
 use tch::Device;
@@ -19,7 +19,7 @@ use crate::select::ScoreKind;
 pub enum ReferenceSource {
     /// No reference (uniform training, or the hard-learner score).
     None,
-    /// A cache written by `jester embed`, looked up by sample key (JEST.md §6).
+    /// A cache written by `jester embed`, looked up by sample key (docs/ALGORITHM.md §6).
     Cache(PathBuf),
     /// A trained run folder, scored online at every step (≈ B extra forwards per step).
     Model(PathBuf),
@@ -88,7 +88,7 @@ pub(super) fn reference_embeddings(
     })
 }
 
-/// FLOPs of one step as executed (JEST.md §6): training 3× the forward of the trained batch
+/// FLOPs of one step as executed (docs/ALGORITHM.md §6): training 3× the forward of the trained batch
 /// (each part at its patch size); scoring the learner's forward over B at the scoring patch, the
 /// reference's when scored online, and the selection's block products.
 pub(super) struct StepCosts {
