@@ -188,7 +188,17 @@ pub fn read_state(checkpoint: &Path) -> Result<RunState> {
 
 /// Reads `OUT/config.json`.
 pub fn read_config(out: &Path) -> Result<TrainConfig> {
-    let path = out.join("config.json");
+    read_run_json(out, "config.json", "a jester training config")
+}
+
+/// Reads and parses the JSON file `name` of the run folder `out`; a missing file means `out` is
+/// not a run folder, a bad one is not `what`.
+pub(crate) fn read_run_json<T: serde::de::DeserializeOwned>(
+    out: &Path,
+    name: &str,
+    what: &str,
+) -> Result<T> {
+    let path = out.join(name);
     let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Error::Input {
             path: path.clone(),
@@ -201,7 +211,7 @@ pub fn read_config(out: &Path) -> Result<TrainConfig> {
     })?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Input {
         path,
-        what: format!("not a jester training config ({e})"),
+        what: format!("not {what} ({e})"),
     })
 }
 

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::write_atomic;
+use super::checkpoint::{read_run_json, write_atomic};
 use super::run::EvalSpec;
 use super::scoring::ReferenceSource;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The file's content.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,22 +27,7 @@ impl RunInputs {
 
     /// Reads `OUT/inputs.json`.
     pub fn read(out: &Path) -> Result<Self> {
-        let path = out.join(Self::FILE);
-        let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => Error::Input {
-                path: path.clone(),
-                what: "missing: not a jester run folder (`jester train --out DIR` makes one)"
-                    .into(),
-            },
-            _ => Error::Io {
-                path: path.clone(),
-                source,
-            },
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Input {
-            path,
-            what: format!("not a jester run's inputs ({e})"),
-        })
+        read_run_json(out, Self::FILE, "a jester run's inputs")
     }
 
     pub(super) fn write(&self, out: &Path) -> Result<()> {
