@@ -15,6 +15,7 @@ pub mod reference;
 pub mod run;
 mod scoring;
 mod setup;
+mod window;
 
 pub use checkpoint::{load_trained, TrainedModel, Unfinished};
 pub use config::{DataConfig, FlexiConfig, OptimConfig, TrainConfig, TrainMethod};

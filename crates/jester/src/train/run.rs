@@ -24,6 +24,7 @@ use super::optim::{learning_rate, AdamW};
 use super::order::training_order;
 use super::scoring::{open_reference, reference_embeddings, Reference, ReferenceSource, StepCosts};
 use super::setup::set_up;
+use super::window::{count_noise, fractions, Window};
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
 use crate::eval::EvalSet;
@@ -396,54 +397,6 @@ pub fn train(
         &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
     )?;
     Ok(summary)
-}
-
-/// Per-window accumulators of the metrics line.
-#[derive(Default)]
-struct Window {
-    steps: usize,
-    seconds: BTreeMap<String, f64>,
-    pending_seconds: BTreeMap<String, f64>,
-    noise_drawn: BTreeMap<String, u64>,
-    noise_selected: BTreeMap<String, u64>,
-}
-
-impl Window {
-    fn add(&mut self, name: &str, value: f64) {
-        *self.seconds.entry(name.into()).or_default() += value;
-        *self.pending_seconds.entry(name.into()).or_default() += value;
-    }
-    fn mean_seconds(&self) -> BTreeMap<String, f64> {
-        let n = self.steps.max(1) as f64;
-        self.seconds
-            .iter()
-            .map(|(k, v)| (k.clone(), v / n))
-            .collect()
-    }
-}
-
-fn count_noise(
-    noise: &[Option<String>],
-    rows: impl Iterator<Item = usize>,
-    window: &mut BTreeMap<String, u64>,
-    total: &mut BTreeMap<String, u64>,
-) {
-    for row in rows {
-        if let Some(kind) = &noise[row] {
-            *window.entry(kind.clone()).or_default() += 1;
-            *total.entry(kind.clone()).or_default() += 1;
-        }
-    }
-}
-
-fn fractions(counts: &BTreeMap<String, u64>) -> Option<BTreeMap<String, f64>> {
-    let total: u64 = counts.values().sum();
-    (total > 0).then(|| {
-        counts
-            .iter()
-            .map(|(k, &v)| (k.clone(), v as f64 / total as f64))
-            .collect()
-    })
 }
 
 /// Mean score per example (learnability when a reference is there, else the learner's loss) of
