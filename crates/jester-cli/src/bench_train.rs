@@ -4,18 +4,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use tch::Tensor;
 
-use jester::train::{train, ReferenceSource, Silent, Start, TrainMethod, TrainOptions};
+use jester::config::{TrainConfig, TrainMethod};
+use jester::run_dir::{load_trained, ReferenceSource, RunDir, Unfinished};
+use jester::train::{train, Seams, Silent, Start, TrainOptions};
 use jester_data::benchmark::synthetic::{generate, SyntheticConfig};
 
 use crate::bench::gflops;
 use crate::output::write_json;
 use crate::select::parse_device;
-use crate::train::load_config;
 
 #[derive(Args)]
 pub struct TrainBench {
@@ -84,7 +85,7 @@ pub fn run(args: TrainBench) -> Result<()> {
     };
     let _ = std::fs::remove_dir_all(&args.work);
     std::fs::create_dir_all(&args.work)?;
-    let base = load_config(&args.config, &args.set)?;
+    let base = TrainConfig::load(&args.config, &args.set)?;
     let total = args.steps + args.warmup;
 
     // A reference of a few steps: its quality does not matter for throughput, only its cost.
@@ -97,17 +98,17 @@ pub fn run(args: TrainBench) -> Result<()> {
         out: out.to_owned(),
         data: vec![data.to_string_lossy().into_owned()],
         reference: source,
-        unfinished_reference: jester::train::Unfinished::Refuse,
+        unfinished_reference: Unfinished::Refuse,
         device,
         eval: None,
     };
     train(
         Start::Fresh(Box::new(reference)),
         &options(&reference_dir, ReferenceSource::None, &curated),
+        Seams::single_process(Box::new(jester::eval::open)),
         &mut Silent,
     )?;
-    let trained =
-        jester::train::load_trained(&reference_dir, device, jester::train::Unfinished::Refuse)?;
+    let trained = load_trained(&reference_dir, device, Unfinished::Refuse)?;
     let cache = args.work.join("reference-pool.safetensors");
     let pool = data.join("pool");
     jester::embed::embed_shards(
@@ -148,22 +149,16 @@ pub fn run(args: TrainBench) -> Result<()> {
         let summary = train(
             Start::Fresh(Box::new(config.clone())),
             &options(&out, ReferenceSource::Cache(cache.clone()), &pool),
+            Seams::single_process(Box::new(jester::eval::open)),
             &mut Silent,
         )?;
         parameters = summary.parameters;
-        let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))?
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()?;
+        let lines = RunDir::new(&out).metrics()?;
         let timed = &lines[args.warmup..];
         let mut seconds: BTreeMap<String, f64> = BTreeMap::new();
         for line in timed {
-            for (phase, v) in line["seconds_per_step"]
-                .as_object()
-                .context("seconds_per_step")?
-            {
-                *seconds.entry(phase.clone()).or_default() +=
-                    v.as_f64().unwrap_or(0.0) / timed.len() as f64;
+            for (phase, v) in &line.seconds_per_step {
+                *seconds.entry(phase.clone()).or_default() += v / timed.len() as f64;
             }
         }
         let per_step: f64 = seconds.values().sum();

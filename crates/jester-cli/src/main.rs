@@ -9,7 +9,6 @@ mod logging;
 mod malloc;
 mod output;
 mod plot;
-mod report;
 mod select;
 mod shards;
 mod tokenizer;

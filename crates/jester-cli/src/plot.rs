@@ -6,7 +6,8 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
 use crate::output::write_atomic;
-use crate::report::ExperimentSummary;
+use jester::config::TrainMethod;
+use jester::experiment::{ExperimentSummary, Metric};
 
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 560;
@@ -38,7 +39,7 @@ fn curves_target(s: &ExperimentSummary) -> (f64, String) {
     let first = s
         .runs
         .iter()
-        .find(|r| r.method == "uniform")
+        .find(|r| r.method == TrainMethod::Uniform)
         .and_then(|u| u.seeds.first());
     match first {
         Some(seed) if s.seeds.len() > 1 => (
@@ -61,7 +62,7 @@ pub fn curves(s: &ExperimentSummary, path: &Path) -> Result<()> {
             "{} on {}: {} (target = uniform's final {:.1}%{seed})",
             s.recipe,
             s.benchmark,
-            metric_label(&s.metric),
+            metric_label(s.metric),
             100.0 * target
         );
         let root = root
@@ -90,8 +91,8 @@ pub fn curves(s: &ExperimentSummary, path: &Path) -> Result<()> {
     write_atomic(path, &png)
 }
 
-fn metric_label(metric: &str) -> &'static str {
-    if metric == "retrieval_r1" {
+fn metric_label(metric: Metric) -> &'static str {
+    if metric == Metric::RetrievalR1 {
         "R@1, mean of image→text and text→image (%)"
     } else {
         "zero-shot top-1 (%)"
@@ -102,7 +103,7 @@ fn panel(
     s: &ExperimentSummary,
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     x_label: &str,
-    x: impl Fn(&crate::report::Point) -> f64,
+    x: impl Fn(&jester::experiment::Point) -> f64,
 ) -> Result<()> {
     let err = |e: DrawingAreaErrorKind<_>| anyhow!("plot: {e}");
     let points = s.runs.iter().flat_map(|r| r.curve.iter());
@@ -122,7 +123,7 @@ fn panel(
     chart
         .configure_mesh()
         .x_desc(x_label)
-        .y_desc(metric_label(&s.metric))
+        .y_desc(metric_label(s.metric))
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 17))
         .light_line_style(RGBColor(235, 235, 235))

@@ -2,17 +2,17 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use jester::config::{TrainConfig, TrainMethod};
+use jester::eval::EvalSpec;
+use jester::run_dir::{load_trained, RunInputs, StepLine, TrainSummary, Unfinished};
 use jester::select::ScoreKind;
-use jester::train::{
-    load_trained, train, EvalSpec, Observer, RunInputs, Start, TrainConfig, TrainMethod,
-    TrainOptions, TrainSummary, Unfinished,
-};
+use jester::train::{train, Observer, Seams, Start, StepMetrics, TrainOptions};
 
-use crate::output::{with_overrides, write_json};
+use crate::output::write_json;
 use crate::select::parse_device;
 
 #[derive(Args)]
@@ -72,46 +72,6 @@ pub struct TrainArgs {
     device: String,
 }
 
-/// Reads `--config`: a preset name, or a TOML file merged over its `preset` (default tiny).
-pub fn load_config(spec: &str, overrides: &[String]) -> Result<TrainConfig> {
-    let base = if Path::new(spec).extension().is_some_and(|e| e == "toml") {
-        let text = std::fs::read_to_string(spec).with_context(|| format!("reading {spec}"))?;
-        let table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing {spec}"))?;
-        let mut file = serde_json::to_value(&table)?;
-        let preset = file
-            .as_object_mut()
-            .and_then(|o| o.remove("preset"))
-            .and_then(|p| p.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "tiny".into());
-        let mut value = serde_json::to_value(TrainConfig::preset(&preset)?)?;
-        merge(&mut value, file, spec)?;
-        serde_json::from_value(value)
-            .with_context(|| format!("{spec}: a setting has the wrong type"))?
-    } else {
-        TrainConfig::preset(spec)?
-    };
-    with_overrides(base, overrides)
-}
-
-/// Deep-merges `patch` into `base`, refusing keys `base` does not have.
-fn merge(base: &mut serde_json::Value, patch: serde_json::Value, origin: &str) -> Result<()> {
-    match (base, patch) {
-        (serde_json::Value::Object(base), serde_json::Value::Object(patch)) => {
-            for (key, value) in patch {
-                let Some(slot) = base.get_mut(&key) else {
-                    let mut known: Vec<&String> = base.keys().collect();
-                    known.sort();
-                    bail!("{origin}: unknown setting `{key}`; known here: {known:?}");
-                };
-                merge(slot, value, origin)?;
-            }
-        }
-        (slot, value) => *slot = value,
-    }
-    Ok(())
-}
-
 /// `--allow-unfinished` as the library's choice.
 pub fn unfinished(allow: bool) -> Unfinished {
     if allow {
@@ -130,7 +90,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         (Start::Resume, dir.clone(), inputs)
     } else {
-        let mut config = load_config(&args.config, &args.set)?;
+        let mut config = TrainConfig::load(&args.config, &args.set)?;
         if let Some(m) = args.method {
             config.method = m;
         }
@@ -170,7 +130,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             data: args.data.clone(),
             reference: args.reference.clone(),
             reference_model: args.reference_model.clone(),
-            eval: eval_spec(&args.eval, args.classes.clone()),
+            eval: EvalSpec::new(&args.eval, args.classes.clone()),
             allow_unfinished_reference: args.allow_unfinished,
         };
         (Start::Fresh(Box::new(config)), out, inputs)
@@ -184,7 +144,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eval: inputs.eval,
     };
     let mut progress = Progress::new();
-    let summary = train(start, &options, &mut progress)?;
+    let seams = Seams::single_process(Box::new(jester::eval::open));
+    let summary = train(start, &options, seams, &mut progress)?;
     progress.finish();
     report(&summary, &out);
     Ok(())
@@ -247,22 +208,22 @@ impl Observer for Progress {
             self.bar = Some(bar);
         }
     }
-    fn stepped(&mut self, step: usize, loss: f64) {
+    fn stepped(&mut self, metrics: &StepMetrics) {
         if let Some(bar) = &self.bar {
-            bar.set_position(step as u64);
-            bar.set_message(format!("loss {loss:.4}"));
+            bar.set_position(metrics.step as u64);
+            bar.set_message(format!("loss {:.4}", metrics.loss));
         }
     }
-    fn logged(&mut self, line: &serde_json::Value) {
+    fn logged(&mut self, line: &StepLine) {
         if self.bar.is_none() {
             tracing::info!(
                 "step {} loss {:.4} lr {:.2e} t {:.2} b {:.2} grad {:.3}",
-                line["step"],
-                line["loss"].as_f64().unwrap_or(f64::NAN),
-                line["lr"].as_f64().unwrap_or(f64::NAN),
-                line["t"].as_f64().unwrap_or(f64::NAN),
-                line["b"].as_f64().unwrap_or(f64::NAN),
-                line["grad_norm"].as_f64().unwrap_or(f64::NAN),
+                line.step,
+                line.loss,
+                line.lr,
+                line.t,
+                line.b,
+                line.grad_norm,
             );
         }
     }
@@ -327,21 +288,6 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
-/// The eval set of `--eval` specs, with `classes.json` found beside a folder when not given.
-pub fn eval_spec(data: &[String], classes: Option<PathBuf>) -> Option<EvalSpec> {
-    if data.is_empty() {
-        return None;
-    }
-    let classes = classes.or_else(|| {
-        let beside = Path::new(&data[0]).join("classes.json");
-        beside.exists().then_some(beside)
-    });
-    Some(EvalSpec {
-        data: data.to_vec(),
-        classes,
-    })
-}
-
 #[derive(Args)]
 pub struct EvalArgs {
     /// A trained run folder.
@@ -363,7 +309,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     // Evaluating a run in progress is ordinary; which checkpoint is used is logged.
     let trained = load_trained(&args.model, device, Unfinished::Allow)?;
-    let spec = eval_spec(&args.data, args.classes).expect("clap requires --data");
+    let spec = EvalSpec::new(&args.data, args.classes).expect("clap requires --data");
     let set = jester::eval::EvalSet::load(
         &spec.data,
         spec.classes.as_deref(),

@@ -1,6 +1,7 @@
 //! Data for jester, with no tensor backend: WebDataset shards (reading, writing, decoding), the
 //! built-in benchmarks with known noise, and the clustered synthetic embeddings that
 //! `jester select` and the selection benchmark run on.
+pub mod atomic;
 pub mod benchmark;
 mod compression;
 pub mod decode;

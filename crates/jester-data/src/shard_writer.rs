@@ -107,10 +107,7 @@ impl ShardWriter {
                 .map_err(|e| io(e.into_error()))?
                 .sync_all()
                 .map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
+            crate::atomic::commit(&tmp, &path)?;
             self.written.push(path);
         }
         Ok(())

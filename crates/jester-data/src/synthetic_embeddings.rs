@@ -215,11 +215,8 @@ pub fn write_safetensors(
         ("t", view(vec![], &t).map_err(fail)?),
         ("b", view(vec![], &b).map_err(fail)?),
     ];
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(tensors, &None, &tmp).map_err(|e| fail(format!("{e:?}")))?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
+    crate::atomic::write_atomic_with(path, true, |tmp| {
+        safetensors::serialize_to_file(tensors, &None, tmp).map_err(|e| fail(format!("{e:?}")))
     })
 }
 

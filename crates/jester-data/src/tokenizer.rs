@@ -5,7 +5,7 @@
 //! Every caption becomes exactly T ids: the tokenizer's own special tokens are added (ours appends
 //! `<|endoftext|>`), the text is truncated on the right so that they still fit, and the rest is
 //! padded on the right with [`TextTokenizer::pad_id`].
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use tokenizers::decoders::byte_level::ByteLevel;
@@ -224,24 +224,14 @@ impl TextTokenizer {
     }
 
     /// Writes the `tokenizer.json` (pretty-printed, byte-identical for identical tokenizers).
-    /// Atomic: a temp file beside `path`, then a rename.
+    /// Atomic ([`crate::atomic`]).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let json = self.inner.to_string(true).map_err(|e| Error::Tokenizer {
             op: "serialise",
             why: e.to_string(),
         })?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, json).map_err(|source| Error::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })
+        crate::atomic::write_atomic(path, json.as_bytes())
     }
 
     /// One caption as exactly `context_length` (T) ids: the tokenizer's special tokens added,

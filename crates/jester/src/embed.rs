@@ -10,8 +10,9 @@ use jester_data::SkipCounts;
 use crate::error::Result;
 use crate::lock::Lock;
 use crate::provenance::Provenance;
-use crate::train::batch::{assemble, file_order_loader};
-use crate::train::{EmbeddingWriter, TrainedModel};
+use crate::cache::EmbeddingWriter;
+use crate::input::{assemble, file_order_loader};
+use crate::run_dir::TrainedModel;
 
 /// What an embedding pass wrote.
 #[derive(Clone, Debug, Serialize)]
@@ -24,7 +25,7 @@ pub struct EmbedSummary {
 }
 
 /// Embeds every sample of `data` once, in file order, `batch` at a time, into `out`
-/// (the layout of [`crate::train::reference`]); `progress` sees the running sample count.
+/// (the layout of [`crate::cache`]); `progress` sees the running sample count.
 pub fn embed_shards(
     trained: &TrainedModel,
     data: &[String],

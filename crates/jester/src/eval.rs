@@ -10,7 +10,7 @@
 //!
 //! Ties count against the sample (pessimistic ranks; [`rank`] says why), so a collapsed tower scores
 //! zero, not 100 %.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -20,8 +20,8 @@ use jester_data::tokenizer::TextTokenizer;
 
 use crate::error::{Error, Result};
 use crate::model::{BatchTensors, TwoTower};
-use crate::train::batch::{assemble, file_order_loader};
-use crate::train::TrainConfig;
+use crate::config::TrainConfig;
+use crate::input::{assemble, file_order_loader};
 
 pub mod rank;
 pub use rank::{caption_groups, duplicate_captions, retrieval, zero_shot_accuracy};
@@ -48,6 +48,58 @@ pub struct Recall {
     pub r1: f64,
     pub r5: f64,
     pub r10: f64,
+}
+
+/// Where a run's held-out set is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalSpec {
+    pub data: Vec<String>,
+    /// A `classes.json` for zero-shot classification.
+    pub classes: Option<PathBuf>,
+}
+
+impl EvalSpec {
+    /// The eval set of `data` specs, with `classes.json` found beside the first folder when not
+    /// given.
+    pub fn new(data: &[String], classes: Option<PathBuf>) -> Option<Self> {
+        if data.is_empty() {
+            return None;
+        }
+        let classes = classes.or_else(|| {
+            let beside = Path::new(&data[0]).join("classes.json");
+            beside.exists().then_some(beside)
+        });
+        Some(Self {
+            data: data.to_vec(),
+            classes,
+        })
+    }
+}
+
+/// Evaluates a model on a held-out set: how training reaches evaluation (the driver's narrow
+/// callback), so training does not depend on how a set is loaded.
+pub trait Evaluator {
+    fn evaluate(&mut self, model: &TwoTower) -> Result<EvalMetrics>;
+}
+
+impl Evaluator for EvalSet {
+    fn evaluate(&mut self, model: &TwoTower) -> Result<EvalMetrics> {
+        EvalSet::evaluate(self, model)
+    }
+}
+
+/// The standard evaluator of a run: the [`EvalSet`] of `spec`, read for the run's model.
+pub fn open(
+    spec: &EvalSpec,
+    config: &TrainConfig,
+    tokenizer: &TextTokenizer,
+) -> Result<Box<dyn Evaluator>> {
+    Ok(Box::new(EvalSet::load(
+        &spec.data,
+        spec.classes.as_deref(),
+        config,
+        tokenizer,
+    )?))
 }
 
 /// A held-out set held in memory, tokenised for one model, with its class prompts.

@@ -86,6 +86,7 @@ pub(crate) fn write_benchmark<W: World, C: Serialize>(
         std::fs::remove_dir(out_dir).map_err(io(out_dir))?;
     }
     std::fs::rename(&staging, out_dir).map_err(io(out_dir))?;
+    crate::atomic::sync_parent(out_dir)?;
     Ok(summary)
 }
 
@@ -135,13 +136,5 @@ fn write_splits<W: World, C: Serialize>(
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Encode {
-        what: "benchmark json",
-        why: e.to_string(),
-    })?;
-    bytes.push(b'\n');
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })
+    crate::atomic::write_json_atomic(path, value)
 }

@@ -169,6 +169,15 @@ impl CurationLevel {
         }
     }
 
+    /// The level's name as configs and folder names spell it: strong, moderate, weak.
+    pub fn name(self) -> &'static str {
+        match self {
+            CurationLevel::Strong => "strong",
+            CurationLevel::Moderate => "moderate",
+            CurationLevel::Weak => "weak",
+        }
+    }
+
     pub(crate) fn config_field(self) -> &'static str {
         match self {
             CurationLevel::Strong => "curated_noise.strong",

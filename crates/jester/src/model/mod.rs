@@ -233,10 +233,21 @@ impl TwoTower {
         )
     }
 
-    /// The sigmoid batch loss (docs/ALGORITHM.md §2) of `batch`, its images split into parts each encoded at
-    /// its own patch size (`parts`: (rows, patch), in order, covering the batch), the embeddings
-    /// concatenated into one loss — Flexi-JEST's multi-resolution training (§5).
+    /// The sigmoid batch loss (docs/ALGORITHM.md §2) of `batch`: [`Self::train_embeddings`], then
+    /// [`Self::pair_loss`].
     pub fn loss(&self, batch: &BatchTensors, parts: &[(usize, usize)]) -> Result<Tensor> {
+        let (image, text) = self.train_embeddings(batch, parts)?;
+        Ok(self.pair_loss(&image, &text))
+    }
+
+    /// The image and text embeddings a training step differentiates, `[n, D]` each: the images
+    /// split into parts each encoded at its own patch size (`parts`: (rows, patch), in order,
+    /// covering the batch), concatenated — Flexi-JEST's multi-resolution training (§5).
+    pub fn train_embeddings(
+        &self,
+        batch: &BatchTensors,
+        parts: &[(usize, usize)],
+    ) -> Result<(Tensor, Tensor)> {
         let n: usize = parts.iter().map(|p| p.0).sum();
         if n != batch.len() {
             return Err(Error::invalid(
@@ -255,12 +266,12 @@ impl TwoTower {
         }
         let image = Tensor::cat(&images, 0);
         let text = self.encode_texts(&batch.ids, &batch.last)?;
-        Ok(sigmoid_batch_loss(
-            &image,
-            &text,
-            &self.temperature(),
-            &self.bias,
-        ))
+        Ok((image, text))
+    }
+
+    /// The sigmoid batch loss of paired embeddings with this model's t and b.
+    pub fn pair_loss(&self, image: &Tensor, text: &Tensor) -> Tensor {
+        sigmoid_batch_loss(image, text, &self.temperature(), &self.bias)
     }
 }
 

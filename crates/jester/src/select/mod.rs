@@ -22,7 +22,7 @@ use tch::{Device, Kind, Tensor};
 
 pub use conditional::{ConditionalScores, SigmoidConditional, SoftmaxConditional};
 pub use score::{ScoreKind, Scorer};
-pub use sizing::{batch_from_filter_ratio, SelectionSize};
+pub use sizing::{batch_from_filter_ratio, super_batch_for, SelectionSize};
 pub use summary::{batch_score, uniform_batch_score};
 
 use crate::embeddings::PairEmbeddings;

@@ -84,6 +84,25 @@ pub fn batch_from_filter_ratio(super_batch: usize, filter_ratio: f64) -> Result<
     Ok(kept as usize)
 }
 
+/// B = ⌈b / (1 − f)⌉ from the decimal digits of f: the smallest super-batch from which keeping a
+/// fraction 1 − f leaves at least b (the inverse of [`batch_from_filter_ratio`]).
+pub fn super_batch_for(batch: usize, filter_ratio: f64) -> Result<usize> {
+    if !(0.0..1.0).contains(&filter_ratio) {
+        return Err(Error::invalid(
+            "filter ratio",
+            format!("f = {filter_ratio} must be in [0, 1)"),
+        ));
+    }
+    let (numerator, denominator) = decimal_fraction(filter_ratio).ok_or_else(|| {
+        Error::invalid(
+            "filter ratio",
+            format!("f = {filter_ratio} has too many decimals; give the batch size instead"),
+        )
+    })?;
+    let kept = denominator - numerator;
+    Ok(((batch as u128) * denominator).div_ceil(kept) as usize)
+}
+
 /// The exact fraction p/q (q a power of ten) that f's shortest decimal form spells.
 fn decimal_fraction(f: f64) -> Option<(u128, u128)> {
     let text = format!("{f}");
@@ -116,6 +135,25 @@ mod tests {
         assert_eq!(batch_from_filter_ratio(10, 0.9).unwrap(), 1);
         assert_eq!(batch_from_filter_ratio(7, 0.0).unwrap(), 7);
         assert_eq!(batch_from_filter_ratio(1000, 0.333).unwrap(), 667);
+    }
+
+    #[test]
+    fn the_super_batch_is_exact_and_inverts_the_batch() {
+        assert_eq!(super_batch_for(256, 0.8).unwrap(), 1280);
+        assert_eq!(super_batch_for(32_768, 0.8).unwrap(), 163_840);
+        assert_eq!(super_batch_for(16, 0.8).unwrap(), 80);
+        assert_eq!(super_batch_for(16, 0.0).unwrap(), 16);
+        assert_eq!(super_batch_for(10, 0.333).unwrap(), 15);
+        assert_eq!(super_batch_for(100, 0.9).unwrap(), 1000);
+        for b in 1..300 {
+            for f in [0.0, 0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.333] {
+                let big = super_batch_for(b, f).unwrap();
+                assert!(batch_from_filter_ratio(big, f).unwrap() >= b, "b {b} f {f}");
+                assert!(batch_from_filter_ratio(big - 1, f).unwrap() < b, "b {b} f {f}");
+            }
+        }
+        assert!(super_batch_for(10, 1.0).is_err());
+        assert!(super_batch_for(10, f64::NAN).is_err());
     }
 
     #[test]

@@ -1,25 +1,18 @@
-//! Training (docs/ALGORITHM.md §§4–7): one loop for every method.
+//! Training (docs/ALGORITHM.md §§4–7, docs/ARCHITECTURE.md): one [`Step`] for every method, and
+//! the [`train`] loop around it.
 //!
 //! ```text
 //! Loader (shards → Example) ─► super-batch of B ─► learner embeddings (no grad, scoring patch)
 //!   + reference embeddings (cache by key, or online) ─► select b ─► AdamW step on the b
 //! ```
-pub mod batch;
-pub mod checkpoint;
-pub mod config;
-mod folder;
-pub mod inputs;
+pub mod collective;
+mod driver;
 pub mod optim;
 mod order;
-pub mod reference;
-pub mod run;
 mod scoring;
 mod setup;
-mod window;
+mod step;
 
-pub use checkpoint::{load_trained, TrainedModel, Unfinished};
-pub use config::{DataConfig, FlexiConfig, OptimConfig, TrainConfig, TrainMethod};
-pub use inputs::RunInputs;
-pub use reference::{EmbeddingCache, EmbeddingWriter};
-pub use run::{train, EvalSpec, Observer, Silent, Start, TrainOptions, TrainSummary};
-pub use scoring::ReferenceSource;
+pub use collective::{Collective, SingleProcess};
+pub use driver::{train, Observer, OpenEvaluator, Seams, Silent, Start, TrainOptions};
+pub use step::{LossHook, Step, StepInputs, StepMetrics};

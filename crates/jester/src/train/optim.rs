@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tch::{Kind, Tensor};
 
-use super::config::OptimConfig;
+use crate::config::OptimConfig;
 use crate::error::{Error, Result};
 
 /// The learning rate at `step` (0-based) of `steps`: linear warm-up to `lr` over

@@ -4,26 +4,15 @@ use std::path::PathBuf;
 
 use tch::Device;
 
-use super::batch::Drawn;
-use super::checkpoint::{load_trained, Unfinished};
-use super::config::TrainConfig;
-use super::reference::EmbeddingCache;
+use crate::cache::EmbeddingCache;
+use crate::config::TrainConfig;
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
 use crate::flops;
+use crate::input::Drawn;
 use crate::model::TwoTower;
+use crate::run_dir::{load_trained, ReferenceSource, Unfinished};
 use crate::select::ScoreKind;
-
-/// Where the reference's embeddings come from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ReferenceSource {
-    /// No reference (uniform training, or the hard-learner score).
-    None,
-    /// A cache written by `jester embed`, looked up by sample key (docs/ALGORITHM.md §6).
-    Cache(PathBuf),
-    /// A trained run folder, scored online at every step (≈ B extra forwards per step).
-    Model(PathBuf),
-}
 
 pub(super) enum Reference {
     None,

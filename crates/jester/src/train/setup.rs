@@ -1,21 +1,20 @@
 //! A fresh run's folder: the tokenizer (given, the online reference's, or trained on the captions)
 //! and the resolved config, written before the first step.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use jester_data::decode::caption;
 use jester_data::shard_reader::{read_shard, ShardItem};
 use jester_data::tokenizer::TextTokenizer;
 
-use super::checkpoint::write_atomic;
-use super::config::TrainConfig;
-use super::scoring::ReferenceSource;
+use crate::config::TrainConfig;
 use crate::error::{Error, Result};
+use crate::run_dir::{ReferenceSource, RunDir};
 
 /// A fresh run's folder (created and locked by the caller): resolves the tokenizer and the
 /// vocabulary, writes `config.json` and `tokenizer.json`.
 pub(super) fn set_up(
     mut config: TrainConfig,
-    out: &Path,
+    dir: &RunDir,
     shards: &[PathBuf],
     reference: &ReferenceSource,
 ) -> Result<(TrainConfig, TextTokenizer)> {
@@ -40,11 +39,8 @@ pub(super) fn set_up(
         ));
     }
     config.validate()?;
-    tokenizer.save(out.join("tokenizer.json"))?;
-    write_atomic(
-        &out.join("config.json"),
-        &serde_json::to_vec_pretty(&config).expect("config serialises"),
-    )?;
+    dir.write_tokenizer(&tokenizer)?;
+    dir.write_config(&config)?;
     Ok((config, tokenizer))
 }
 

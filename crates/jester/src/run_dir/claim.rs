@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::lock::{Lock, LOCK_FILE};
 
-pub(super) struct RunFolder {
+pub struct Claim {
     out: PathBuf,
     /// Entries that were there before this start (a fresh run's folder may pre-exist, empty or
     /// holding the user's own files); everything else is this start's to remove on failure.
@@ -21,9 +21,9 @@ pub(super) struct RunFolder {
     _lock: Lock,
 }
 
-impl RunFolder {
+impl Claim {
     /// A fresh run's folder: created if absent, locked, and refused if it already holds a run.
-    pub(super) fn fresh(out: &Path) -> Result<Self> {
+    pub fn fresh(out: &Path) -> Result<Self> {
         let io = |source| Error::Io {
             path: out.to_owned(),
             source,
@@ -63,7 +63,7 @@ impl RunFolder {
     }
 
     /// An existing run's folder, locked.
-    pub(super) fn existing(out: &Path) -> Result<Self> {
+    pub fn existing(out: &Path) -> Result<Self> {
         if !out.join("config.json").exists() {
             return Err(Error::Input {
                 path: out.to_owned(),
@@ -81,8 +81,13 @@ impl RunFolder {
         })
     }
 
+    /// The folder's paths and files.
+    pub fn dir(&self) -> super::RunDir {
+        super::RunDir::new(&self.out)
+    }
+
     /// The start succeeded: from now on the folder holds a run and is never cleaned up.
-    pub(super) fn started(&mut self) {
+    pub fn started(&mut self) {
         self.armed = false;
     }
 }
@@ -96,7 +101,7 @@ fn entries(dir: &Path) -> Result<BTreeSet<OsString>> {
         })
 }
 
-impl Drop for RunFolder {
+impl Drop for Claim {
     fn drop(&mut self) {
         if !self.armed {
             return;

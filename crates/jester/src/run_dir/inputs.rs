@@ -4,10 +4,20 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{read_run_json, write_atomic};
-use super::run::EvalSpec;
-use super::scoring::ReferenceSource;
+use super::RunDir;
+use crate::eval::EvalSpec;
 use crate::error::Result;
+
+/// Where the reference's embeddings come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReferenceSource {
+    /// No reference (uniform training, or the hard-learner score).
+    None,
+    /// A cache written by `jester embed`, looked up by sample key (docs/ALGORITHM.md §6).
+    Cache(PathBuf),
+    /// A trained run folder, scored online at every step (≈ B extra forwards per step).
+    Model(PathBuf),
+}
 
 /// The file's content.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,12 +37,7 @@ impl RunInputs {
 
     /// Reads `OUT/inputs.json`.
     pub fn read(out: &Path) -> Result<Self> {
-        read_run_json(out, Self::FILE, "a jester run's inputs")
-    }
-
-    pub(super) fn write(&self, out: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(self).expect("inputs serialise");
-        write_atomic(&out.join(Self::FILE), &bytes)
+        RunDir::new(out).inputs()
     }
 
     /// Where the reference's embeddings come from.
@@ -44,7 +49,7 @@ impl RunInputs {
         }
     }
 
-    pub(super) fn of(
+    pub fn of(
         data: &[String],
         reference: &ReferenceSource,
         eval: &Option<EvalSpec>,

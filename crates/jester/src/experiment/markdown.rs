@@ -1,7 +1,9 @@
 //! `report.md`'s tables and text, from the experiment's summary.
 use std::fmt::Write as _;
 
-use super::{ExperimentSummary, RunSummary, SeedOutcome};
+use super::report::{ExperimentSummary, RunSummary, SeedOutcome};
+use super::Metric;
+use crate::config::TrainMethod;
 
 fn pct(x: f64) -> String {
     if x.is_nan() {
@@ -58,7 +60,7 @@ fn range(values: &[f64]) -> Option<(f64, f64)> {
 /// The main table (markdown).
 pub fn table(s: &ExperimentSummary) -> String {
     let mut t = String::new();
-    let metric_name = if s.metric == "retrieval_r1" {
+    let metric_name = if s.metric == Metric::RetrievalR1 {
         "R@1 (mean of i→t, t→i), %"
     } else {
         "zero-shot top-1, %"
@@ -76,10 +78,10 @@ pub fn table(s: &ExperimentSummary) -> String {
             t,
             "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} / {} | {} | {} | {:.2}× | {:.2}× | {:.0} s |",
             r.name,
-            r.method,
+            r.method.name(),
             r.score,
-            r.reference.as_deref().unwrap_or("—"),
-            if r.method == "uniform" { "—".into() } else { format!("{:.1}", r.filter_ratio) },
+            r.reference.map_or("—", |l| l.name()),
+            if r.method == TrainMethod::Uniform { "—".into() } else { format!("{:.1}", r.filter_ratio) },
             r.batch,
             r.super_batch,
             final_cell(r),
@@ -111,7 +113,7 @@ pub fn noise_table(s: &ExperimentSummary) -> String {
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    for r in s.runs.iter().filter(|r| r.method != "uniform") {
+    for r in s.runs.iter().filter(|r| r.method != TrainMethod::Uniform) {
         let _ = writeln!(
             t,
             "| {} | {} |",
@@ -149,7 +151,7 @@ pub fn markdown(s: &ExperimentSummary) -> String {
          this run needed, both crossings interpolated linearly between evaluations, so uniform is \
          1× by construction; \"not reached\" when the run never did within the budget. *FLOPs per \
          iteration* are counted as executed, relative to uniform.{seeds}\n",
-        if s.metric == "retrieval_r1" {
+        if s.metric == Metric::RetrievalR1 {
             "R@1 (mean of both directions)"
         } else {
             "zero-shot top-1"

@@ -1,5 +1,8 @@
 //! The report's ratios and cells on hand-made run folders.
+use std::collections::BTreeMap;
+
 use super::markdown::{final_cell, speedup_cell};
+use super::report::to_target;
 use super::*;
 
 fn p(examples: f64, metric: f64) -> Point {
@@ -100,7 +103,7 @@ fn several_seeds_are_reported_as_mean_and_range() {
     let run = RunSummary {
         name: "jest".into(),
         dir: String::new(),
-        method: "jest".into(),
+        method: TrainMethod::Jest,
         score: String::new(),
         reference: None,
         filter_ratio: 0.8,

@@ -1,15 +1,14 @@
-//! The experiment's report: every number in `summary.json`, the tables in `report.md`, the curves in
-//! `curves.png`, all built from the runs' `eval.jsonl` and `summary.json`, so they agree.
+//! The experiment's report data: every number in `summary.json` (and so in `report.md` and the
+//! CLI's `curves.png`), built from the runs' `eval.jsonl` and `summary.json`, so they agree.
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use jester::eval::EvalMetrics;
-
-use crate::experiment::Recipe;
-use crate::output::{write_atomic, write_json};
+use super::{CurationLevel, Metric, Recipe};
+use crate::config::TrainMethod;
+use crate::error::{Error, Result};
+use crate::eval::EvalMetrics;
 
 /// One evaluation of one run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -25,9 +24,10 @@ pub struct RunSummary {
     pub name: String,
     /// The run folder.
     pub dir: String,
-    pub method: String,
+    pub method: TrainMethod,
+    /// The score's name, `—` for uniform.
     pub score: String,
-    pub reference: Option<String>,
+    pub reference: Option<CurationLevel>,
     pub filter_ratio: f64,
     pub batch: usize,
     pub super_batch: usize,
@@ -71,7 +71,7 @@ pub struct ExperimentSummary {
     pub recipe: String,
     pub description: String,
     pub benchmark: String,
-    pub metric: String,
+    pub metric: Metric,
     /// Uniform's final score: the target of *-to-target (the mean over seeds when several; each
     /// seed's runs are measured against its own uniform run).
     pub target: f64,
@@ -93,33 +93,41 @@ pub struct ExperimentSummary {
 #[derive(Default)]
 pub struct Parts {
     pub seeds: Vec<u64>,
-    pub runs: Vec<Vec<std::path::PathBuf>>,
-    pub references: BTreeMap<String, std::path::PathBuf>,
+    pub runs: Vec<Vec<PathBuf>>,
+    pub references: BTreeMap<CurationLevel, PathBuf>,
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// The main metric of an evaluation.
-fn metric(name: &str, eval: &EvalMetrics) -> f64 {
-    match name {
-        "retrieval_r1" => 0.5 * (eval.image_to_text.r1 + eval.text_to_image.r1),
-        _ => eval.zero_shot_top1.unwrap_or(f64::NAN),
+fn bad(path: &Path, what: String) -> Error {
+    Error::Input {
+        path: path.to_owned(),
+        what,
     }
 }
 
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| bad(path, format!("not JSON ({e})")))
+}
+
+/// A run's evaluations, each with the line it came in (read loosely: only what the report needs).
 fn evals(run: &Path) -> Result<Vec<(serde_json::Value, EvalMetrics)>> {
     let path = run.join("eval.jsonl");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
     text.lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l)?;
-            let e: EvalMetrics = serde_json::from_value(v["eval"].clone())?;
-            Ok((v, e))
+        .enumerate()
+        .map(|(i, l)| {
+            let parse = || -> serde_json::Result<_> {
+                let v: serde_json::Value = serde_json::from_str(l)?;
+                let e: EvalMetrics = serde_json::from_value(v["eval"].clone())?;
+                Ok((v, e))
+            };
+            parse().map_err(|e| bad(&path, format!("line {}: not an evaluation ({e})", i + 1)))
         })
         .collect()
 }
@@ -135,7 +143,7 @@ fn fractions(counts: &serde_json::Value) -> BTreeMap<String, f64> {
 }
 
 /// The first crossing of `target`, interpolated: (examples, flops).
-fn to_target(curve: &[Point], target: f64) -> Option<(f64, f64)> {
+pub(super) fn to_target(curve: &[Point], target: f64) -> Option<(f64, f64)> {
     // The evaluation before the first step is the initialisation's, not a method's: a target at or
     // below it means uniform learnt nothing, and nothing is "reached" by not training.
     let mut previous: Option<&Point> = None;
@@ -173,7 +181,10 @@ pub fn build(
     for dirs in &parts.runs {
         per_seed.push(one_seed(recipe, dirs)?);
     }
-    let (mut runs, mut target, pool_noise) = per_seed.first().cloned().context("no runs")?;
+    let (mut runs, mut target, pool_noise) = per_seed
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::invalid("report", "the experiment has no runs"))?;
     if per_seed.len() > 1 {
         target = mean(per_seed.iter().map(|s| s.1));
         for (i, run) in runs.iter_mut().enumerate() {
@@ -201,7 +212,7 @@ pub fn build(
     for (level, dir) in &parts.references {
         if let Ok(points) = evals(dir) {
             if let Some((_, e)) = points.last() {
-                references.insert(level.clone(), e.clone());
+                references.insert(level.name().to_string(), e.clone());
             }
         }
     }
@@ -209,7 +220,7 @@ pub fn build(
         recipe: recipe.name.clone(),
         description: recipe.description.clone(),
         benchmark: recipe.benchmark.clone(),
-        metric: recipe.metric.clone(),
+        metric: recipe.metric,
         target,
         seeds: parts.seeds.clone(),
         noise_pool: pool_noise,
@@ -231,7 +242,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 /// One seed's runs measured against its uniform run: (runs, target, the pool's noise).
 type SeedRuns = (Vec<RunSummary>, f64, BTreeMap<String, f64>);
 
-fn one_seed(recipe: &Recipe, dirs: &[std::path::PathBuf]) -> Result<SeedRuns> {
+fn one_seed(recipe: &Recipe, dirs: &[PathBuf]) -> Result<SeedRuns> {
     let mut runs = Vec::new();
     let mut pool_noise = BTreeMap::new();
     for (run, dir) in recipe.runs.iter().zip(dirs) {
@@ -244,34 +255,31 @@ fn one_seed(recipe: &Recipe, dirs: &[std::path::PathBuf]) -> Result<SeedRuns> {
                 step: v["step"].as_u64().unwrap_or(0),
                 examples_seen: v["examples_seen"].as_f64().unwrap_or(0.0),
                 flops_total: v["flops_total"].as_f64().unwrap_or(0.0),
-                metric: metric(&recipe.metric, e),
+                metric: recipe.metric.of(e),
             })
             .collect();
         let final_eval = points
             .last()
             .map(|p| p.1.clone())
-            .context("no evaluation")?;
+            .ok_or_else(|| bad(dir, "the run has no evaluation".into()))?;
         let steps = summary["steps"].as_u64().unwrap_or(1) as f64;
         let wall_seconds: f64 = summary["seconds"]
             .as_object()
             .map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum());
-        if run.method.name() == "uniform" {
+        if run.method == TrainMethod::Uniform {
             pool_noise = fractions(&summary["noise_drawn"]);
         }
         runs.push(RunSummary {
             name: run.name.clone(),
             dir: dir.to_string_lossy().into_owned(),
-            method: run.method.name().into(),
+            method: run.method,
             score: if run.method.scores() {
                 config["score"].as_str().unwrap_or("").into()
             } else {
                 "—".into()
             },
-            reference: (run.method.scores() && config["score"] != "hard-learner").then(|| {
-                run.curated
-                    .clone()
-                    .unwrap_or(recipe.reference.curated.clone())
-            }),
+            reference: (run.method.scores() && config["score"] != "hard-learner")
+                .then(|| run.curated.unwrap_or(recipe.reference.curated)),
             filter_ratio: if run.method.scores() {
                 config["filter_ratio"].as_f64().unwrap_or(0.0)
             } else {
@@ -280,7 +288,7 @@ fn one_seed(recipe: &Recipe, dirs: &[std::path::PathBuf]) -> Result<SeedRuns> {
             batch: summary["batch"].as_u64().unwrap_or(0) as usize,
             super_batch: summary["super_batch"].as_u64().unwrap_or(0) as usize,
             steps: steps as usize,
-            final_metric: metric(&recipe.metric, &final_eval),
+            final_metric: recipe.metric.of(&final_eval),
             final_eval,
             examples_to_target: None,
             flops_to_target: None,
@@ -296,8 +304,8 @@ fn one_seed(recipe: &Recipe, dirs: &[std::path::PathBuf]) -> Result<SeedRuns> {
     }
     let uniform = runs
         .iter()
-        .find(|r| r.method == "uniform")
-        .context("no uniform run")?
+        .find(|r| r.method == TrainMethod::Uniform)
+        .ok_or_else(|| Error::invalid("report", "the experiment has no uniform run"))?
         .clone();
     let target = uniform.final_metric;
     // Uniform's own first crossing of its final score, on the same interpolation as every other
@@ -360,15 +368,3 @@ fn machine() -> String {
     };
     format!("{cpu}, {cores} cores, {memory}, {device}")
 }
-
-pub fn write(s: &ExperimentSummary, out: &Path) -> Result<()> {
-    write_json(&out.join("summary.json"), s)?;
-    crate::plot::curves(s, &out.join("curves.png"))?;
-    write_atomic(&out.join("report.md"), markdown(s).as_bytes())
-}
-
-mod markdown;
-pub use markdown::{markdown, table};
-
-#[cfg(test)]
-mod tests;

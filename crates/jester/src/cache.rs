@@ -154,9 +154,8 @@ impl EmbeddingWriter {
             path: temp.clone(),
             source: e.into_error(),
         })?;
-        file.sync_all().map_err(io(&temp))?;
-        std::fs::rename(&temp, &self.out).map_err(io(&self.out))?;
-        crate::train::checkpoint::sync_parent(&self.out)?;
+        drop(file);
+        jester_data::atomic::commit(&temp, &self.out)?;
         let _ = std::fs::remove_file(&self.image_path);
         let _ = std::fs::remove_file(&self.text_path);
         Ok(self.out)

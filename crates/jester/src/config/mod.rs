@@ -8,6 +8,9 @@ use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Precision};
 use crate::select::ScoreKind;
 
+mod settings;
+pub use settings::with_overrides;
+
 /// How each step's batch is chosen (docs/ALGORITHM.md §§3–5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -204,13 +207,15 @@ impl TrainConfig {
         })
     }
 
-    /// B, the examples drawn per step: b for uniform training, ⌈b / (1 − f)⌉ when scoring.
+    /// B, the examples drawn per step: b for uniform training, ⌈b / (1 − f)⌉ when scoring,
+    /// computed in integers from f's decimal digits ([`crate::select::super_batch_for`]). Call on a
+    /// validated config: an f that is out of range or has too many decimals panics here.
     pub fn super_batch(&self) -> usize {
         if !self.method.scores() {
             return self.batch;
         }
-        // The 1e-9 keeps b = 256, f = 0.8 at 1280 (256 / 0.2 = 1280.0000000000002 in floats).
-        ((self.batch as f64 / (1.0 - self.filter_ratio)) - 1e-9).ceil() as usize
+        crate::select::super_batch_for(self.batch, self.filter_ratio)
+            .expect("filter_ratio checked by validate()")
     }
 
     /// The patch size scoring runs the image tower at.
@@ -250,12 +255,8 @@ impl TrainConfig {
             return bad("steps is 0".into());
         }
         if self.method.scores() {
-            if !(0.0..1.0).contains(&self.filter_ratio) {
-                return bad(format!(
-                    "filter_ratio {} must be in [0, 1)",
-                    self.filter_ratio
-                ));
-            }
+            // In [0, 1) with at most 18 decimals, so that B is exact.
+            crate::select::super_batch_for(self.batch, self.filter_ratio)?;
             if self.chunks == 0 || self.chunks > self.batch {
                 return bad(format!(
                     "chunks {} must be in 1..={}",

@@ -71,7 +71,7 @@ pub fn example_work(
 /// `config` (what `embed` and evaluation read; training shuffles instead).
 pub fn file_order_loader(
     data: &[String],
-    config: &crate::train::TrainConfig,
+    config: &crate::config::TrainConfig,
     tokenizer: &TextTokenizer,
     workers: usize,
     prefetch: usize,
@@ -91,7 +91,7 @@ pub fn file_order_loader(
 
 /// [`example_work`] for a model trained with `config`: its decoding options, its resolution, its
 /// context length and seed.
-pub fn model_work(config: &crate::train::TrainConfig, tokenizer: &TextTokenizer) -> Work<Example> {
+pub fn model_work(config: &crate::config::TrainConfig, tokenizer: &TextTokenizer) -> Work<Example> {
     let preprocess = Preprocess {
         resolution: config.model.image.image_size as u32,
         ..Preprocess::default()

@@ -1,0 +1,284 @@
+//! The thin loop around the [`Step`] (docs/ARCHITECTURE.md): claim the run folder, set up or
+//! resume, then step, with metrics, evaluations, checkpoints and the NaN guard at their cadences.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use jester_data::tokenizer::TextTokenizer;
+use jester_data::expand_shards;
+
+use super::collective::{Collective, SingleProcess};
+use super::setup::set_up;
+use super::step::{LossHook, Step, StepInputs, StepMetrics};
+use crate::config::TrainConfig;
+use crate::error::{Error, Result};
+use crate::eval::Evaluator;
+use crate::run_dir::{
+    latest_checkpoint, read_state, save_checkpoint, Claim, EvalLine, EvalSpec, ReferenceSource,
+    RunDir, RunInputs, RunState, StepLine, TrainSummary, Unfinished,
+};
+
+/// How a run starts.
+pub enum Start {
+    /// A new run with this config in an empty (or new) folder.
+    Fresh(Box<TrainConfig>),
+    /// Continue the run in the folder from its newest checkpoint, with its saved config.
+    Resume,
+}
+
+/// What a run needs besides its config (saved in the folder's `inputs.json`).
+pub struct TrainOptions {
+    pub out: PathBuf,
+    /// Shard specs: files, folders, globs, brace ranges.
+    pub data: Vec<String>,
+    pub reference: ReferenceSource,
+    /// Whether a reference run without final weights may be used (its newest checkpoint).
+    pub unfinished_reference: Unfinished,
+    pub device: tch::Device,
+    /// A held-out set evaluated before the first step, every `eval_every` steps and at the end.
+    pub eval: Option<EvalSpec>,
+}
+
+/// Opens the evaluator of a run's held-out set once its config and tokenizer are known
+/// ([`crate::eval::open`] is the standard one).
+pub type OpenEvaluator =
+    dyn FnOnce(&EvalSpec, &TrainConfig, &TextTokenizer) -> Result<Box<dyn Evaluator>>;
+
+/// What the loop plugs in from outside the training code: the link to other processes, the
+/// evaluation, and a fault-injection hook for tests.
+pub struct Seams {
+    pub collective: Box<dyn Collective>,
+    pub open_evaluator: Box<OpenEvaluator>,
+    pub loss_hook: Option<LossHook>,
+}
+
+impl Seams {
+    /// One process, evaluating with `open_evaluator`.
+    pub fn single_process(open_evaluator: Box<OpenEvaluator>) -> Self {
+        Self {
+            collective: Box::new(SingleProcess),
+            open_evaluator,
+            loss_hook: None,
+        }
+    }
+}
+
+/// Hooks for progress display; every method has a do-nothing default.
+pub trait Observer {
+    fn started(&mut self, _config: &TrainConfig, _from_step: usize) {}
+    fn stepped(&mut self, _metrics: &StepMetrics) {}
+    fn logged(&mut self, _line: &StepLine) {}
+    fn checkpointed(&mut self, _step: usize, _dir: &Path) {}
+    fn evaluated(&mut self, _line: &EvalLine) {}
+}
+
+/// An observer that shows nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Runs (or resumes) a training run to its last step.
+pub fn train(
+    start: Start,
+    options: &TrainOptions,
+    seams: Seams,
+    observer: &mut dyn Observer,
+) -> Result<TrainSummary> {
+    let mut claim = match start {
+        Start::Fresh(_) => Claim::fresh(&options.out)?,
+        Start::Resume => Claim::existing(&options.out)?,
+    };
+    let dir = claim.dir();
+    let shards = expand_shards(&options.data)?;
+    let (config, tokenizer) = match start {
+        Start::Fresh(config) => {
+            dir.write_inputs(&RunInputs::of(
+                &options.data,
+                &options.reference,
+                &options.eval,
+                options.unfinished_reference == Unfinished::Allow,
+            ))?;
+            set_up(*config, &dir, &shards, &options.reference)?
+        }
+        Start::Resume => (dir.config()?, dir.tokenizer()?),
+    };
+    config.validate()?;
+    let (mut state, mut last_checkpoint) = match latest_checkpoint(dir.path())? {
+        Some(checkpoint) => (read_state(&checkpoint)?, Some(checkpoint)),
+        None => (RunState::default(), None),
+    };
+    let inputs = StepInputs {
+        shards,
+        tokenizer: &tokenizer,
+        reference: &options.reference,
+        unfinished_reference: options.unfinished_reference,
+        device: options.device,
+    };
+    let resume = last_checkpoint
+        .as_deref()
+        .map(|c| (c, state.step, state.cursor.clone()));
+    let mut step = Step::new(config.clone(), inputs, resume, seams.collective)?;
+    if let Some(hook) = seams.loss_hook {
+        step.set_loss_hook(hook);
+    }
+    dir.truncate_lines(RunDir::METRICS, state.step)?;
+    // The evaluation after step S is written before checkpoint S, so it is kept on resuming from
+    // S; a run resumed with no checkpoint evaluates its initialisation again, so none is kept.
+    dir.truncate_lines(RunDir::EVAL, state.step)?;
+    let mut evaluator = match &options.eval {
+        Some(spec) => Some((seams.open_evaluator)(spec, &config, &tokenizer)?),
+        None => None,
+    };
+    let mut evaluate = |step: &Step, state: &RunState, observer: &mut dyn Observer| -> Result<()> {
+        let Some(evaluator) = &mut evaluator else {
+            return Ok(());
+        };
+        let line = EvalLine {
+            step: state.step,
+            examples_seen: state.examples_seen,
+            flops_train: state.flops_train,
+            flops_score: state.flops_score,
+            flops_total: state.flops_train + state.flops_score,
+            wall_seconds: state.seconds.values().sum::<f64>(),
+            eval: evaluator.evaluate(step.model())?,
+        };
+        dir.append_line(RunDir::EVAL, &line)?;
+        observer.evaluated(&line);
+        Ok(())
+    };
+    if state.step == 0 {
+        evaluate(&step, &state, observer)?;
+    }
+
+    let mut window = Window::default();
+    let mut final_loss = f64::NAN;
+    claim.started();
+    observer.started(&config, state.step);
+    while step.done() < config.steps {
+        let index = step.done();
+        let log_now = index == 0 || (index + 1) % config.log_every == 0 || index + 1 == config.steps;
+        let metrics = step.run(log_now).map_err(|e| match e {
+            Error::NonFinite { step, what, .. } => Error::NonFinite {
+                step,
+                what,
+                checkpoint: last_checkpoint.clone(),
+            },
+            other => other,
+        })?;
+        final_loss = metrics.loss;
+        state.step = metrics.step;
+        state.cursor = step.cursor().clone();
+        state.examples_seen += metrics.examples_trained;
+        state.examples_drawn += metrics.examples_drawn;
+        state.flops_train += metrics.flops_train;
+        state.flops_score += metrics.flops_score;
+        add_all(&mut state.seconds, &metrics.seconds);
+        add_all(&mut state.noise_drawn, &metrics.noise_drawn);
+        add_all(&mut state.noise_selected, &metrics.noise_selected);
+        window.add(&metrics);
+        observer.stepped(&metrics);
+
+        if log_now {
+            let line = window.line(&metrics, &state, step.cursor().skipped.total());
+            dir.append_line(RunDir::METRICS, &line)?;
+            observer.logged(&line);
+            window = Window::default();
+        }
+        let eval_now = config.eval_every > 0 && state.step % config.eval_every == 0;
+        if eval_now || state.step == config.steps {
+            evaluate(&step, &state, observer)?;
+        }
+        let cadence = config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0;
+        if cadence || state.step == config.steps {
+            let saved = save_checkpoint(dir.path(), &state, config.keep_checkpoints, |temp| {
+                step.model().save(&temp.join("model.safetensors"))?;
+                step.optimizer().save(&temp.join("optimizer.safetensors"))
+            })?;
+            observer.checkpointed(state.step, &saved);
+            last_checkpoint = Some(saved);
+        }
+    }
+    dir.write_model(step.model())?;
+    let (train_flops, score_flops, uniform_flops) = step.flops();
+    let wall: f64 = state.seconds.values().sum();
+    let summary = TrainSummary {
+        method: config.method,
+        steps: config.steps,
+        batch: config.batch,
+        super_batch: config.super_batch(),
+        parameters: step.model().parameter_count(),
+        examples_seen: state.examples_seen,
+        examples_drawn: state.examples_drawn,
+        flops_train: state.flops_train,
+        flops_score: state.flops_score,
+        cost_vs_uniform: (train_flops + score_flops) / uniform_flops,
+        final_loss,
+        seconds: state.seconds.clone(),
+        steps_per_second: state.step as f64 / wall.max(1e-9),
+        skipped: step.cursor().skipped.clone(),
+        noise_drawn: state.noise_drawn.clone(),
+        noise_selected: state.noise_selected.clone(),
+    };
+    dir.write_summary(&summary)?;
+    Ok(summary)
+}
+
+fn add_all<V: Copy + std::ops::AddAssign + Default>(
+    total: &mut BTreeMap<String, V>,
+    part: &BTreeMap<String, V>,
+) {
+    for (key, &value) in part {
+        *total.entry(key.clone()).or_default() += value;
+    }
+}
+
+/// The steps since the previous metrics line.
+#[derive(Default)]
+struct Window {
+    steps: usize,
+    seconds: BTreeMap<String, f64>,
+    noise_drawn: BTreeMap<String, u64>,
+    noise_selected: BTreeMap<String, u64>,
+}
+
+impl Window {
+    fn add(&mut self, metrics: &StepMetrics) {
+        self.steps += 1;
+        add_all(&mut self.seconds, &metrics.seconds);
+        add_all(&mut self.noise_drawn, &metrics.noise_drawn);
+        add_all(&mut self.noise_selected, &metrics.noise_selected);
+    }
+
+    /// The metrics line after `last`: its own numbers, the run's totals, this window's means.
+    fn line(&self, last: &StepMetrics, state: &RunState, skipped: u64) -> StepLine {
+        let n = self.steps.max(1) as f64;
+        StepLine {
+            step: last.step,
+            loss: last.loss,
+            lr: last.lr,
+            t: last.t,
+            b: last.b,
+            grad_norm: last.grad_norm,
+            param_norm: last.param_norm,
+            examples_seen: state.examples_seen,
+            examples_drawn: state.examples_drawn,
+            flops_train: state.flops_train,
+            flops_score: state.flops_score,
+            flops_total: state.flops_train + state.flops_score,
+            seconds_per_step: self.seconds.iter().map(|(k, v)| (k.clone(), v / n)).collect(),
+            wall_seconds: state.seconds.values().sum(),
+            score: last.score.clone(),
+            noise_superbatch: fractions(&self.noise_drawn),
+            noise_selected: fractions(&self.noise_selected),
+            skipped,
+        }
+    }
+}
+
+fn fractions(counts: &BTreeMap<String, u64>) -> Option<BTreeMap<String, f64>> {
+    let total: u64 = counts.values().sum();
+    (total > 0).then(|| {
+        counts
+            .iter()
+            .map(|(k, &v)| (k.clone(), v as f64 / total as f64))
+            .collect()
+    })
+}
