@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jester::config::{TrainConfig, TrainMethod};
 use jester::eval::EvalSpec;
 use jester::run_dir::{load_trained, RunInputs, StepLine, TrainSummary, Unfinished};
-use jester::select::ScoreKind;
 use jester::train::{train, Observer, Seams, Start, StepMetrics, TrainOptions};
 
 use crate::output::write_json;
@@ -29,12 +28,11 @@ pub struct TrainArgs {
     /// Overrides, e.g. `--set optim.lr=3e-4 --set model.image.depth=4`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    // The flags below are the settings users type daily; every other setting is `--set KEY=VALUE`
+    // (e.g. `score=hard-learner`, `filter_ratio=0.9`, `eval_every=100`; see the README).
     #[arg(long)]
     method: Option<TrainMethod>,
-    #[arg(long)]
-    score: Option<ScoreKind>,
-    #[arg(long)]
-    filter_ratio: Option<f64>,
+    /// N, chunks of joint selection.
     #[arg(long)]
     chunks: Option<usize>,
     /// b, examples trained per step.
@@ -61,11 +59,8 @@ pub struct TrainArgs {
     /// The zero-shot `classes.json` (default: `classes.json` in the --eval folder, if there).
     #[arg(long)]
     classes: Option<PathBuf>,
-    /// Evaluate every K steps (besides before the first and after the last).
-    #[arg(long)]
-    eval_every: Option<usize>,
     /// Continue the run in this folder from its newest checkpoint (same config and data).
-    #[arg(long, conflicts_with_all = ["out", "config", "set", "method", "score", "steps"])]
+    #[arg(long, conflicts_with_all = ["out", "config", "set", "method", "steps"])]
     resume: Option<PathBuf>,
     /// auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -94,12 +89,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if let Some(m) = args.method {
             config.method = m;
         }
-        if let Some(s) = args.score {
-            config.score = s;
-        }
-        if let Some(f) = args.filter_ratio {
-            config.filter_ratio = f;
-        }
         if let Some(n) = args.chunks {
             config.chunks = n;
         }
@@ -114,9 +103,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         if let Some(k) = args.checkpoint_every {
             config.checkpoint_every = k;
-        }
-        if let Some(k) = args.eval_every {
-            config.eval_every = k;
         }
         if args.data.is_empty() {
             bail!("--data is required: the training shards (e.g. a `jester data synth` folder's pool)");

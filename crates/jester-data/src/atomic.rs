@@ -101,7 +101,10 @@ mod tests {
         let path = dir.join("a.json");
         write_atomic(&path, b"old").unwrap();
         write_json_atomic(&path, &serde_json::json!({"x": 1})).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\n  \"x\": 1\n}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\n  \"x\": 1\n}\n"
+        );
         let failed: Result<()> = write_atomic_with(&path, true, |temp| {
             std::fs::write(temp, b"half").unwrap();
             Err(Error::Config {
@@ -110,7 +113,10 @@ mod tests {
             })
         });
         assert!(failed.is_err());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\n  \"x\": 1\n}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\n  \"x\": 1\n}\n"
+        );
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -7,11 +7,11 @@ use serde::Serialize;
 
 use jester_data::SkipCounts;
 
+use crate::cache::EmbeddingWriter;
 use crate::error::Result;
+use crate::input::{assemble, file_order_loader};
 use crate::lock::Lock;
 use crate::provenance::Provenance;
-use crate::cache::EmbeddingWriter;
-use crate::input::{assemble, file_order_loader};
 use crate::run_dir::TrainedModel;
 
 /// What an embedding pass wrote.

@@ -18,10 +18,10 @@ use tch::{Device, Kind, Tensor};
 use jester_data::benchmark::ClassesFile;
 use jester_data::tokenizer::TextTokenizer;
 
-use crate::error::{Error, Result};
-use crate::model::{BatchTensors, TwoTower};
 use crate::config::TrainConfig;
+use crate::error::{Error, Result};
 use crate::input::{assemble, file_order_loader};
+use crate::model::{BatchTensors, TwoTower};
 
 pub mod rank;
 pub use rank::{caption_groups, duplicate_captions, retrieval, zero_shot_accuracy};

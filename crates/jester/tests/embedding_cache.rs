@@ -1,6 +1,6 @@
 //! Reference embeddings written streaming and read back by key.
+use jester::cache::{EmbeddingCache, EmbeddingWriter};
 use jester::provenance::Provenance;
-use jester::train::{EmbeddingCache, EmbeddingWriter};
 use tch::{Device, Kind, Tensor};
 
 fn unit_rows(n: i64, d: i64) -> Tensor {

@@ -3,11 +3,11 @@
 use std::io::Cursor;
 use std::path::PathBuf;
 
+use jester::config::TrainConfig;
 use jester::eval::{
     caption_groups, duplicate_captions, retrieval, zero_shot_accuracy, EvalMetrics, EvalSet,
 };
 use jester::model::TwoTower;
-use jester::train::TrainConfig;
 use jester_data::image::{ImageFormat, Rgb, RgbImage};
 use jester_data::tokenizer::TextTokenizer;
 use jester_data::{RawSample, ShardWriter};

@@ -109,7 +109,10 @@ mod tests {
         let err = TrainConfig::load("tiny", &["optim.lrr=1".into()])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no such setting") && err.contains("lr"), "{err}");
+        assert!(
+            err.contains("no such setting") && err.contains("lr"),
+            "{err}"
+        );
         let err = TrainConfig::load("tiny", &["batch=many".into()])
             .unwrap_err()
             .to_string();
@@ -126,7 +129,10 @@ mod tests {
         let config = TrainConfig::load(path.to_str().unwrap(), &[]).unwrap();
         assert_eq!(config.steps, 7);
         assert_eq!(config.optim.lr, 0.5);
-        assert_eq!(config.model, crate::model::ModelConfig::preset("small").unwrap());
+        assert_eq!(
+            config.model,
+            crate::model::ModelConfig::preset("small").unwrap()
+        );
         std::fs::write(&path, "stepz = 7\n").unwrap();
         let err = TrainConfig::load(path.to_str().unwrap(), &[])
             .unwrap_err()

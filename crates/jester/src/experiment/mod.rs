@@ -185,11 +185,8 @@ impl Recipe {
             return bad("evals must be ≥ 1: runs are compared on their evaluations".into());
         }
         if !self.runs.iter().any(|r| r.method == TrainMethod::Uniform) {
-            return bad(
-                "the recipe needs a uniform run: targets are uniform's final score".into(),
-            );
+            return bad("the recipe needs a uniform run: targets are uniform's final score".into());
         }
         Ok(())
     }
 }
-

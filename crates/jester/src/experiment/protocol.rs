@@ -15,7 +15,8 @@ use crate::run_dir::{load_trained, ReferenceSource, RunDir, Unfinished};
 use crate::train::{train, Observer, Seams, Start, TrainOptions};
 
 /// The headline recipe on built-in synthetic scenes (`jester demo`).
-pub const DEMO_RECIPE: &str = include_str!("../../../../configs/experiments/headline-synthetic.toml");
+pub const DEMO_RECIPE: &str =
+    include_str!("../../../../configs/experiments/headline-synthetic.toml");
 
 /// How to run a recipe.
 pub struct ExperimentOptions {
@@ -227,7 +228,10 @@ fn benchmark(recipe: &Recipe, work: &Path, observer: &mut dyn RunObserver) -> Re
         "synthetic" | "fashion-mnist" if generated(&dir) => Ok(dir),
         "synthetic" => {
             let _ = std::fs::remove_dir_all(&dir);
-            observer.message(&format!("generating synthetic scenes into {}", dir.display()));
+            observer.message(&format!(
+                "generating synthetic scenes into {}",
+                dir.display()
+            ));
             let config = with_overrides(SyntheticConfig::default(), &recipe.benchmark_set)?;
             synthetic::generate(&config, &dir)?;
             Ok(dir)

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::RunDir;
-use crate::eval::EvalSpec;
 use crate::error::Result;
+use crate::eval::EvalSpec;
 
 /// Where the reference's embeddings come from.
 #[derive(Clone, Debug, PartialEq)]

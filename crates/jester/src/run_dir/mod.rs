@@ -28,9 +28,9 @@ mod inputs;
 mod records;
 mod trained;
 
+pub use crate::eval::EvalSpec;
 pub use checkpoint::{latest_checkpoint, read_state, save_checkpoint, RunState};
 pub use claim::Claim;
-pub use crate::eval::EvalSpec;
 pub use inputs::{ReferenceSource, RunInputs};
 pub use records::{EvalLine, ScoreSummary, StepLine, TrainSummary};
 pub use trained::{load_trained, TrainedModel, Unfinished};
@@ -136,7 +136,9 @@ impl RunDir {
             .append(true)
             .open(&path)
             .map_err(io)?;
-        writeln!(file, "{text}").and_then(|()| file.flush()).map_err(io)
+        writeln!(file, "{text}")
+            .and_then(|()| file.flush())
+            .map_err(io)
     }
 
     /// Keeps only the complete lines of `name` whose step is ≤ `step` (a resumed run writes the

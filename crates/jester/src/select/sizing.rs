@@ -149,7 +149,10 @@ mod tests {
             for f in [0.0, 0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.333] {
                 let big = super_batch_for(b, f).unwrap();
                 assert!(batch_from_filter_ratio(big, f).unwrap() >= b, "b {b} f {f}");
-                assert!(batch_from_filter_ratio(big - 1, f).unwrap() < b, "b {b} f {f}");
+                assert!(
+                    batch_from_filter_ratio(big - 1, f).unwrap() < b,
+                    "b {b} f {f}"
+                );
             }
         }
         assert!(super_batch_for(10, 1.0).is_err());

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use jester_data::tokenizer::TextTokenizer;
 use jester_data::expand_shards;
+use jester_data::tokenizer::TextTokenizer;
 
 use super::collective::{Collective, SingleProcess};
 use super::setup::set_up;
@@ -154,7 +154,8 @@ pub fn train(
     observer.started(&config, state.step);
     while step.done() < config.steps {
         let index = step.done();
-        let log_now = index == 0 || (index + 1) % config.log_every == 0 || index + 1 == config.steps;
+        let log_now =
+            index == 0 || (index + 1) % config.log_every == 0 || index + 1 == config.steps;
         let metrics = step.run(log_now).map_err(|e| match e {
             Error::NonFinite { step, what, .. } => Error::NonFinite {
                 step,
@@ -263,7 +264,11 @@ impl Window {
             flops_train: state.flops_train,
             flops_score: state.flops_score,
             flops_total: state.flops_train + state.flops_score,
-            seconds_per_step: self.seconds.iter().map(|(k, v)| (k.clone(), v / n)).collect(),
+            seconds_per_step: self
+                .seconds
+                .iter()
+                .map(|(k, v)| (k.clone(), v / n))
+                .collect(),
             wall_seconds: state.seconds.values().sum(),
             score: last.score.clone(),
             noise_superbatch: fractions(&self.noise_drawn),

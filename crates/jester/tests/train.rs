@@ -1,0 +1,151 @@
+//! The training loop through the library's seams: a poisoned loss (the step's test-only loss hook)
+//! stops the run naming the step and the last good checkpoint, which resumes; the step's typed
+//! metrics are the lines the run folder holds.
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use jester::config::TrainConfig;
+use jester::run_dir::{ReferenceSource, RunDir, Unfinished};
+use jester::train::{train, Seams, Silent, Start, TrainOptions};
+use jester::Error;
+use jester_data::benchmark::synthetic::{generate, SyntheticConfig};
+
+fn bench() -> &'static Path {
+    static BENCH: OnceLock<PathBuf> = OnceLock::new();
+    BENCH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("jester-lib-train-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        generate(&SyntheticConfig::tiny(), &dir).unwrap();
+        dir
+    })
+}
+
+fn small_config(steps: usize) -> TrainConfig {
+    TrainConfig::load(
+        "tiny",
+        &[
+            "model.image.width=32".into(),
+            "model.image.mlp_dim=64".into(),
+            "model.text.width=32".into(),
+            "model.text.mlp_dim=64".into(),
+            "model.embed_dim=32".into(),
+            "log_every=1".into(),
+            "checkpoint_every=4".into(),
+            "batch=16".into(),
+            format!("steps={steps}"),
+            "data.tokenizer_vocab=300".into(),
+            "data.loader.shuffle_buffer=256".into(),
+        ],
+    )
+    .unwrap()
+}
+
+fn options(out: &Path) -> TrainOptions {
+    TrainOptions {
+        out: out.to_owned(),
+        data: vec![bench().join("pool").to_string_lossy().into_owned()],
+        reference: ReferenceSource::None,
+        unfinished_reference: Unfinished::Refuse,
+        device: tch::Device::Cpu,
+        eval: None,
+    }
+}
+
+fn seams(poison_at: Option<usize>) -> Seams {
+    let mut seams = Seams::single_process(Box::new(jester::eval::open));
+    if let Some(at) = poison_at {
+        seams.loss_hook = Some(Box::new(
+            move |step, loss| {
+                if step == at {
+                    loss * f64::NAN
+                } else {
+                    loss
+                }
+            },
+        ));
+    }
+    seams
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint() {
+    let out = bench().with_file_name(format!("jester-lib-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let err = train(
+        Start::Fresh(Box::new(small_config(12))),
+        &options(&out),
+        seams(Some(7)),
+        &mut Silent,
+    )
+    .unwrap_err();
+    let Error::NonFinite {
+        step, checkpoint, ..
+    } = &err
+    else {
+        panic!("expected a non-finite error, got {err}");
+    };
+    assert_eq!(*step, 7);
+    assert!(
+        checkpoint
+            .as_ref()
+            .is_some_and(|c| c.ends_with("step-000000004")),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("the training loss is NaN at step 7")
+            && message.contains("step-000000004"),
+        "{message}"
+    );
+    let dir = RunDir::new(&out);
+    let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest.trim(), "step-000000004");
+    assert_eq!(
+        dir.metrics().unwrap().len(),
+        6,
+        "steps 1–6 were logged, 7 not"
+    );
+    assert!(!dir.is_finished());
+
+    // The good checkpoint resumes, and the resumed run's steps 5–6 repeat the first attempt's.
+    let before = dir.metrics().unwrap();
+    let summary = train(Start::Resume, &options(&out), seams(None), &mut Silent).unwrap();
+    let after = dir.metrics().unwrap();
+    assert_eq!(after.len(), 12);
+    assert_eq!(after[4].loss, before[4].loss);
+    assert_eq!(after[5].loss, before[5].loss);
+    assert_eq!(summary.steps, 12);
+    assert_eq!(dir.summary().unwrap(), summary);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn a_run_folder_holds_the_steps_typed_records() {
+    let out = bench().with_file_name(format!("jester-lib-records-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let summary = train(
+        Start::Fresh(Box::new(small_config(3))),
+        &options(&out),
+        seams(None),
+        &mut Silent,
+    )
+    .unwrap();
+    let dir = RunDir::new(&out);
+    let lines = dir.metrics().unwrap();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2].examples_seen, 48);
+    assert_eq!(lines[2].loss, summary.final_loss);
+    assert_eq!(dir.config().unwrap(), {
+        let mut c = small_config(3);
+        c.model.text.vocab_size = dir.tokenizer().unwrap().vocab_size();
+        c
+    });
+    assert_eq!(
+        dir.inputs().unwrap().reference_source(),
+        ReferenceSource::None
+    );
+    let trained =
+        jester::run_dir::load_trained(&out, tch::Device::Cpu, Unfinished::Refuse).unwrap();
+    assert_eq!(trained.checkpoint_step, None);
+    std::fs::remove_dir_all(&out).unwrap();
+}
