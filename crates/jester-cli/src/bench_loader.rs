@@ -15,7 +15,7 @@ use jester_data::{expand_shards, Loader, LoaderOptions, RawSample, ShardWriter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::bench::PeakRss;
+use crate::measure::PeakRss;
 
 #[derive(Args)]
 pub struct LoaderBench {

@@ -14,7 +14,7 @@ use jester::run_dir::{load_trained, ReferenceSource, RunDir, Unfinished};
 use jester::train::{train, Seams, Silent, Start, TrainOptions};
 use jester_data::benchmark::synthetic::{generate, SyntheticConfig};
 
-use crate::bench::gflops;
+use crate::measure::gflops;
 use crate::output::write_json;
 use crate::select::parse_device;
 

@@ -1,12 +1,14 @@
 //! `jester`: JEST data selection for image-text contrastive learning.
 mod bench;
 mod bench_loader;
+mod bench_select;
 mod bench_stream;
 mod bench_train;
 mod data;
 mod experiment;
 mod logging;
 mod malloc;
+mod measure;
 mod output;
 mod plot;
 mod select;

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use jester::config::{TrainConfig, TrainMethod};
 use jester::eval::EvalSpec;
-use jester::run_dir::{load_trained, RunInputs, StepLine, TrainSummary, Unfinished};
+use jester::run_dir::{load_trained, RunDir, RunInputs, StepLine, TrainSummary, Unfinished};
 use jester::train::{train, Observer, Seams, Start, StepMetrics, TrainOptions};
 
 use crate::output::write_json;
@@ -79,7 +79,7 @@ pub fn unfinished(allow: bool) -> Unfinished {
 pub fn run(args: TrainArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let (start, out, inputs) = if let Some(dir) = &args.resume {
-        let mut inputs = RunInputs::read(dir)?;
+        let mut inputs = RunDir::new(dir).inputs()?;
         if !args.data.is_empty() {
             inputs.data = args.data.clone();
         }
@@ -197,7 +197,7 @@ impl Observer for Progress {
     fn stepped(&mut self, metrics: &StepMetrics) {
         if let Some(bar) = &self.bar {
             bar.set_position(metrics.step as u64);
-            bar.set_message(format!("loss {:.4}", metrics.loss));
+            bar.set_message(format!("loss {:.4}", metrics.update.loss));
         }
     }
     fn logged(&mut self, line: &StepLine) {
@@ -205,11 +205,11 @@ impl Observer for Progress {
             tracing::info!(
                 "step {} loss {:.4} lr {:.2e} t {:.2} b {:.2} grad {:.3}",
                 line.step,
-                line.loss,
-                line.lr,
-                line.t,
-                line.b,
-                line.grad_norm,
+                line.update.loss,
+                line.update.lr,
+                line.update.t,
+                line.update.b,
+                line.update.grad_norm,
             );
         }
     }

@@ -37,16 +37,13 @@ fn a_fixed_seed_jest_run_repeats_its_recorded_losses_bit_for_bit() {
     std::fs::create_dir_all(&root).unwrap();
     let bench = root.join("bench");
     jester(&["data", "synth", "--preset", "tiny", "--out", s(&bench)]);
-    let common = [
-        "--set",
+    let settings = [
         "log_every=1",
-        "--set",
         "data.tokenizer_vocab=300",
-        "--set",
         "data.loader.shuffle_buffer=256",
-        "--set",
         "seed=7",
     ];
+    let common: Vec<&str> = settings.iter().flat_map(|s| ["--set", s]).collect();
     let curated = bench.join("curated-strong");
     let pool = bench.join("pool");
     let reference = root.join("reference");
@@ -61,7 +58,7 @@ fn a_fixed_seed_jest_run_repeats_its_recorded_losses_bit_for_bit() {
         "--batch",
         "32",
     ];
-    args.extend(common);
+    args.extend(&common);
     jester(&args);
     let cache = root.join("reference.safetensors");
     jester(&[
@@ -93,7 +90,7 @@ fn a_fixed_seed_jest_run_repeats_its_recorded_losses_bit_for_bit() {
         "--checkpoint-every",
         "25",
     ];
-    args.extend(common);
+    args.extend(&common);
     jester(&args);
 
     let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))

@@ -105,10 +105,8 @@ impl Preprocess {
     /// The shorter side a source image needs for this transform to only ever shrink it: R for
     /// evaluation (the shorter side is resized to R); for training, R over the smallest side a
     /// random crop can have relative to the image's shorter side, √(scale₀ · min(ratio₀, 1/ratio₁))
-    /// (273 at 224 px with the defaults). Large vector images are drawn at this size
-    /// ([`DecodeOptions`]).
-    ///
-    /// [`DecodeOptions`]: crate::decode::DecodeOptions
+    /// (273 at 224 px with the defaults). Large vector images are drawn at this size (the decode
+    /// options' `svg_side`).
     pub fn source_side(&self) -> u32 {
         if !self.train {
             return self.resolution;

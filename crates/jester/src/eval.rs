@@ -24,7 +24,7 @@ use crate::input::{assemble, file_order_loader};
 use crate::model::{BatchTensors, TwoTower};
 
 pub mod rank;
-pub use rank::{caption_groups, duplicate_captions, retrieval, zero_shot_accuracy};
+pub use rank::{caption_groups, duplicate_captions, retrieval, zero_shot_accuracy, Recall};
 
 /// Every number an evaluation gives.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -40,14 +40,6 @@ pub struct EvalMetrics {
     /// images); either counts as a hit for the other, both ways. Absent in older metrics: 0.
     #[serde(default)]
     pub duplicate_captions: usize,
-}
-
-/// Recall at 1, 5 and 10 (fractions).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Recall {
-    pub r1: f64,
-    pub r5: f64,
-    pub r10: f64,
 }
 
 /// Where a run's held-out set is.

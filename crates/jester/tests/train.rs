@@ -112,8 +112,8 @@ fn a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint()
     let summary = train(Start::Resume, &options(&out), seams(None), &mut Silent).unwrap();
     let after = dir.metrics().unwrap();
     assert_eq!(after.len(), 12);
-    assert_eq!(after[4].loss, before[4].loss);
-    assert_eq!(after[5].loss, before[5].loss);
+    assert_eq!(after[4].update.loss, before[4].update.loss);
+    assert_eq!(after[5].update.loss, before[5].update.loss);
     assert_eq!(summary.steps, 12);
     assert_eq!(dir.summary().unwrap(), summary);
     std::fs::remove_dir_all(&out).unwrap();
@@ -134,7 +134,7 @@ fn a_run_folder_holds_the_steps_typed_records() {
     let lines = dir.metrics().unwrap();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2].examples_seen, 48);
-    assert_eq!(lines[2].loss, summary.final_loss);
+    assert_eq!(lines[2].update.loss, summary.final_loss);
     assert_eq!(dir.config().unwrap(), {
         let mut c = small_config(3);
         c.model.text.vocab_size = dir.tokenizer().unwrap().vocab_size();

@@ -23,13 +23,13 @@ use serde::{Deserialize, Serialize};
 
 pub use super::fashion_scene::CLASSES;
 
+use super::config::BenchmarkConfig;
 use super::fashion_scene::{caption, layouts, FashionScene, Item};
 use super::idx::{self, Items};
 use super::layout::{write_benchmark, ClassesFile, Summary};
 use super::synthetic::other_than;
 use super::vocab::{Colour, Position};
 use super::world::{Drawn, World, Wrong};
-use super::BenchmarkConfig;
 use crate::error::{Error, Result};
 
 /// The zero-shot prompt templates written to `eval/classes.json`.

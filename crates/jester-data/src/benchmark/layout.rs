@@ -5,10 +5,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::noise::{CurationLevel, NoiseKind};
-use super::split::{write_eval_split, write_noisy_split};
+use super::config::{BenchmarkConfig, Split};
+use super::noise::CurationLevel;
+use super::split::{write_eval_split, write_noisy_split, SplitSummary};
 use super::world::World;
-use super::{BenchmarkConfig, Split};
 use crate::error::{Error, Result};
 
 /// `eval/classes.json`: zero-shot class names (a sample's `class` indexes them) and the prompt
@@ -18,15 +18,6 @@ use crate::error::{Error, Result};
 pub struct ClassesFile {
     pub classes: Vec<String>,
     pub templates: Vec<String>,
-}
-
-/// What one split holds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitSummary {
-    pub samples: usize,
-    pub shards: usize,
-    /// Samples of each noise kind (every kind listed, zeros included).
-    pub noise: BTreeMap<NoiseKind, usize>,
 }
 
 /// `summary.json`: what each split holds.

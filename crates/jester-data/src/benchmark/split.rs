@@ -7,15 +7,24 @@ use image::{ImageEncoder, RgbImage};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::config::{BenchmarkConfig, Split};
 use super::corrupt::{corrupt_image, near_copy, perturb_caption, uninformative_caption};
-use super::layout::SplitSummary;
 use super::noise::{assign_kinds, NoiseKind, NoiseRates};
 use super::world::World;
-use super::{BenchmarkConfig, Split};
 use crate::error::{Error, Result};
 use crate::{RawSample, ShardWriter};
+
+/// What one split holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitSummary {
+    pub samples: usize,
+    pub shards: usize,
+    /// Samples of each noise kind (every kind listed, zeros included).
+    pub noise: BTreeMap<NoiseKind, usize>,
+}
 
 /// A sample's clean draw, before noise.
 struct Planned<S> {

@@ -23,10 +23,10 @@ pub use super::synthetic_scene::{
     Background, BackgroundColour, Object, Scene, Shape, Size, Texture,
 };
 
+use super::config::BenchmarkConfig;
 use super::synthetic_scene::caption;
 use super::vocab::{Colour, Position};
 use super::world::{Drawn, World, Wrong};
-use super::BenchmarkConfig;
 use crate::error::{Error, Result};
 
 /// The zero-shot prompt templates written to `eval/classes.json`.

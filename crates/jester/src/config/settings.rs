@@ -2,7 +2,7 @@
 //! `--set`, a recipe's `set` lists). Unknown keys are refused with the known ones listed.
 use std::path::Path;
 
-use super::TrainConfig;
+use super::train::TrainConfig;
 use crate::error::{Error, Result};
 
 impl TrainConfig {

@@ -13,8 +13,15 @@ use std::collections::HashMap;
 
 use tch::{Kind, Tensor};
 
-use super::Recall;
 use crate::error::{Error, Result};
+
+/// Recall at 1, 5 and 10 (fractions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recall {
+    pub r1: f64,
+    pub r5: f64,
+    pub r10: f64,
+}
 
 /// Query rows ranked per block: the similarities held at once are `[BLOCK, n]`, not `[n, n]`.
 const BLOCK: i64 = 512;

@@ -1,8 +1,8 @@
 //! `report.md`'s tables and text, from the experiment's summary.
 use std::fmt::Write as _;
 
+use super::recipe::Metric;
 use super::report::{ExperimentSummary, RunSummary, SeedOutcome};
-use super::Metric;
 use crate::config::TrainMethod;
 
 fn pct(x: f64) -> String {

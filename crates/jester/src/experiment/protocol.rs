@@ -6,7 +6,11 @@ use jester_data::atomic::write_atomic;
 use jester_data::benchmark::fashion_mnist::{self, FashionMnistConfig};
 use jester_data::benchmark::synthetic::{self, SyntheticConfig};
 
-use super::{markdown, report, CurationLevel, Recipe};
+use jester_data::benchmark::CurationLevel;
+
+use super::markdown::markdown;
+use super::recipe::Recipe;
+use super::report;
 use crate::config::{with_overrides, TrainConfig, TrainMethod};
 use crate::error::{Error, Result};
 use crate::eval::EvalSpec;
@@ -224,28 +228,22 @@ fn benchmark(recipe: &Recipe, work: &Path, observer: &mut dyn RunObserver) -> Re
     let settings = recipe.benchmark_set.join(" ");
     let dir = work.join(format!("data-{}", key(&[&recipe.benchmark, &settings])));
     let generated = |dir: &Path| dir.join("summary.json").exists();
+    let mut generate = |what: &str, write: &dyn Fn(&Path) -> Result<()>| {
+        let _ = std::fs::remove_dir_all(&dir);
+        observer.message(&format!("generating {what} into {}", dir.display()));
+        write(&dir)?;
+        Ok(dir.clone())
+    };
     match recipe.benchmark.as_str() {
-        "synthetic" | "fashion-mnist" if generated(&dir) => Ok(dir),
-        "synthetic" => {
-            let _ = std::fs::remove_dir_all(&dir);
-            observer.message(&format!(
-                "generating synthetic scenes into {}",
-                dir.display()
-            ));
+        "synthetic" | "fashion-mnist" if generated(&dir) => Ok(dir.clone()),
+        "synthetic" => generate("synthetic scenes", &|dir| {
             let config = with_overrides(SyntheticConfig::default(), &recipe.benchmark_set)?;
-            synthetic::generate(&config, &dir)?;
-            Ok(dir)
-        }
-        "fashion-mnist" => {
-            let _ = std::fs::remove_dir_all(&dir);
-            observer.message(&format!(
-                "generating Fashion-MNIST scenes into {}",
-                dir.display()
-            ));
+            Ok(synthetic::generate(&config, dir).map(|_| ())?)
+        }),
+        "fashion-mnist" => generate("Fashion-MNIST scenes", &|dir| {
             let config = with_overrides(FashionMnistConfig::default(), &recipe.benchmark_set)?;
-            fashion_mnist::generate(&config, &dir)?;
-            Ok(dir)
-        }
+            Ok(fashion_mnist::generate(&config, dir).map(|_| ())?)
+        }),
         path => {
             let dir = PathBuf::from(path);
             if !dir.join("pool").exists() || !dir.join("eval").exists() {

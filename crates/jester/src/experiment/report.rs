@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{CurationLevel, Metric, Recipe};
+use jester_data::benchmark::CurationLevel;
+
+use super::recipe::{Metric, Recipe};
 use crate::config::TrainMethod;
 use crate::error::{Error, Result};
 use crate::eval::EvalMetrics;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use super::markdown::{final_cell, speedup_cell};
 use super::report::to_target;
 use super::*;
+use crate::config::TrainMethod;
 
 fn p(examples: f64, metric: f64) -> Point {
     Point {

@@ -82,8 +82,8 @@ impl Claim {
     }
 
     /// The folder's paths and files.
-    pub fn dir(&self) -> super::RunDir {
-        super::RunDir::new(&self.out)
+    pub fn dir(&self) -> super::dir::RunDir {
+        super::dir::RunDir::new(&self.out)
     }
 
     /// The start succeeded: from now on the folder holds a run and is never cleaned up.

@@ -1,11 +1,9 @@
 //! `inputs.json`: what a run reads besides its config — the shards, the reference, the held-out
 //! set — written by the library when a run starts, so resuming needs only the run folder.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::RunDir;
-use crate::error::Result;
 use crate::eval::EvalSpec;
 
 /// Where the reference's embeddings come from.
@@ -34,11 +32,6 @@ pub struct RunInputs {
 
 impl RunInputs {
     pub const FILE: &'static str = "inputs.json";
-
-    /// Reads `OUT/inputs.json`.
-    pub fn read(out: &Path) -> Result<Self> {
-        RunDir::new(out).inputs()
-    }
 
     /// Where the reference's embeddings come from.
     pub fn reference_source(&self) -> ReferenceSource {

@@ -16,14 +16,9 @@ use crate::eval::EvalMetrics;
 pub struct StepLine {
     /// Steps completed.
     pub step: usize,
-    pub loss: f64,
-    pub lr: f64,
-    /// The sigmoid loss's temperature t and bias b after the step.
-    pub t: f64,
-    pub b: f64,
-    /// The global gradient norm before clipping, and the parameter norm after the update.
-    pub grad_norm: f64,
-    pub param_norm: f64,
+    /// The last step's update.
+    #[serde(flatten)]
+    pub update: Update,
     pub examples_seen: u64,
     pub examples_drawn: u64,
     pub flops_train: f64,
@@ -41,6 +36,20 @@ pub struct StepLine {
     pub noise_selected: Option<BTreeMap<String, f64>>,
     /// Samples the loader skipped so far (bad images, long captions, …).
     pub skipped: u64,
+}
+
+/// What one AdamW update did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    pub loss: f64,
+    /// The learning rate the step used.
+    pub lr: f64,
+    /// The sigmoid loss's temperature t and bias b after the step.
+    pub t: f64,
+    pub b: f64,
+    /// The global gradient norm before clipping, and the parameter norm after the update.
+    pub grad_norm: f64,
+    pub param_norm: f64,
 }
 
 /// Mean score per example of the selected batch and of a uniform batch of the same size from the

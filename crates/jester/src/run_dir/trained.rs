@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use jester_data::tokenizer::TextTokenizer;
 
 use super::checkpoint::{latest_checkpoint, read_state};
-use super::RunDir;
+use super::dir::RunDir;
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::model::TwoTower;

@@ -68,18 +68,7 @@ impl SelectionSize {
 
 /// ⌊B · (1 − f)⌋ from the decimal digits of f.
 pub fn batch_from_filter_ratio(super_batch: usize, filter_ratio: f64) -> Result<usize> {
-    if !(0.0..1.0).contains(&filter_ratio) {
-        return Err(Error::invalid(
-            "filter ratio",
-            format!("f = {filter_ratio} must be in [0, 1)"),
-        ));
-    }
-    let (numerator, denominator) = decimal_fraction(filter_ratio).ok_or_else(|| {
-        Error::invalid(
-            "filter ratio",
-            format!("f = {filter_ratio} has too many decimals; give the batch size instead"),
-        )
-    })?;
+    let (numerator, denominator) = filter_fraction(filter_ratio)?;
     let kept = (super_batch as u128) * (denominator - numerator) / denominator;
     Ok(kept as usize)
 }
@@ -87,20 +76,25 @@ pub fn batch_from_filter_ratio(super_batch: usize, filter_ratio: f64) -> Result<
 /// B = ⌈b / (1 − f)⌉ from the decimal digits of f: the smallest super-batch from which keeping a
 /// fraction 1 − f leaves at least b (the inverse of [`batch_from_filter_ratio`]).
 pub fn super_batch_for(batch: usize, filter_ratio: f64) -> Result<usize> {
+    let (numerator, denominator) = filter_fraction(filter_ratio)?;
+    let kept = denominator - numerator;
+    Ok(((batch as u128) * denominator).div_ceil(kept) as usize)
+}
+
+/// f as the exact fraction p/q of its decimal digits, for 0 ≤ f < 1.
+fn filter_fraction(filter_ratio: f64) -> Result<(u128, u128)> {
     if !(0.0..1.0).contains(&filter_ratio) {
         return Err(Error::invalid(
             "filter ratio",
             format!("f = {filter_ratio} must be in [0, 1)"),
         ));
     }
-    let (numerator, denominator) = decimal_fraction(filter_ratio).ok_or_else(|| {
+    decimal_fraction(filter_ratio).ok_or_else(|| {
         Error::invalid(
             "filter ratio",
             format!("f = {filter_ratio} has too many decimals; give the batch size instead"),
         )
-    })?;
-    let kept = denominator - numerator;
-    Ok(((batch as u128) * denominator).div_ceil(kept) as usize)
+    })
 }
 
 /// The exact fraction p/q (q a power of ten) that f's shortest decimal form spells.

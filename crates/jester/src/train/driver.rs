@@ -100,7 +100,6 @@ pub fn train(
         }
         Start::Resume => (dir.config()?, dir.tokenizer()?),
     };
-    config.validate()?;
     let (mut state, mut last_checkpoint) = match latest_checkpoint(dir.path())? {
         Some(checkpoint) => (read_state(&checkpoint)?, Some(checkpoint)),
         None => (RunState::default(), None),
@@ -164,7 +163,7 @@ pub fn train(
             },
             other => other,
         })?;
-        final_loss = metrics.loss;
+        final_loss = metrics.update.loss;
         state.step = metrics.step;
         state.cursor = step.cursor().clone();
         state.examples_seen += metrics.examples_trained;
@@ -253,12 +252,7 @@ impl Window {
         let n = self.steps.max(1) as f64;
         StepLine {
             step: last.step,
-            loss: last.loss,
-            lr: last.lr,
-            t: last.t,
-            b: last.b,
-            grad_norm: last.grad_norm,
-            param_norm: last.param_norm,
+            update: last.update.clone(),
             examples_seen: state.examples_seen,
             examples_drawn: state.examples_drawn,
             flops_train: state.flops_train,

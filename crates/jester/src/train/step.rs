@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::input::{assemble, model_work, Example};
 use crate::loss::LossKind;
 use crate::model::{BatchTensors, TwoTower};
-use crate::run_dir::{ReferenceSource, ScoreSummary, Unfinished};
+use crate::run_dir::{ReferenceSource, ScoreSummary, Unfinished, Update};
 use crate::select::{batch_score, select, uniform_batch_score, Method, ScoreKind, SelectConfig};
 
 /// What one step did.
@@ -28,14 +28,8 @@ use crate::select::{batch_score, select, uniform_batch_score, Method, ScoreKind,
 pub struct StepMetrics {
     /// Steps completed, this one included.
     pub step: usize,
-    pub loss: f64,
-    /// The learning rate this step used.
-    pub lr: f64,
-    /// t and b after the update.
-    pub t: f64,
-    pub b: f64,
-    pub grad_norm: f64,
-    pub param_norm: f64,
+    #[serde(flatten)]
+    pub update: Update,
     /// Examples trained on (b) and drawn (B).
     pub examples_trained: u64,
     pub examples_drawn: u64,
@@ -287,12 +281,14 @@ impl Step {
         };
         Ok(StepMetrics {
             step: step + 1,
-            loss: value,
-            lr: learning_rate(&config.optim, step, config.steps),
-            t: self.model.temperature().double_value(&[]),
-            b: self.model.bias().double_value(&[]),
-            grad_norm: norms.grad_norm,
-            param_norm: norms.param_norm,
+            update: Update {
+                loss: value,
+                lr: learning_rate(&config.optim, step, config.steps),
+                t: self.model.temperature().double_value(&[]),
+                b: self.model.bias().double_value(&[]),
+                grad_norm: norms.grad_norm,
+                param_norm: norms.param_norm,
+            },
             examples_trained: config.batch as u64,
             examples_drawn: drawn.keys.len() as u64,
             flops_train: self.costs.train,

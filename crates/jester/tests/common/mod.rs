@@ -1,5 +1,7 @@
 //! Inputs shared by the integration tests.
 #![allow(dead_code)]
+use jester::loss::LossKind;
+use jester::select::{Method, ScoreKind, SelectConfig};
 use jester::PairEmbeddings;
 use jester_data::synthetic_embeddings::{generate, ClusteredConfig, ModelEmbeddings};
 use tch::{Kind, Tensor};
@@ -23,5 +25,23 @@ pub fn small(examples: usize, dim: usize, clusters: usize, seed: u64) -> Cluster
         clusters,
         seed,
         ..Default::default()
+    }
+}
+
+/// A selection configuration with every knob the selection tests vary given explicitly.
+pub fn config(
+    score: ScoreKind,
+    loss: LossKind,
+    chunks: usize,
+    gain: f64,
+    seed: u64,
+) -> SelectConfig {
+    SelectConfig {
+        method: Method::Joint,
+        score,
+        loss,
+        chunks,
+        gain,
+        seed,
     }
 }
