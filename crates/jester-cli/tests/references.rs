@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{fails, fixture, jest_args, metrics, ok, read, s, SMALL};
+use common::{embed_args, fails, fixture, jest_args, metrics, ok, read, s, SMALL};
 
 #[test]
 fn a_reference_scored_online_gives_the_cached_references_selections() {
@@ -83,18 +83,7 @@ fn a_run_folder_in_use_is_refused_naming_the_holder() {
     // An embedding cache too.
     let cache = f.root.join("locked.safetensors");
     let held_cache = jester::lock::Lock::beside(&cache, "the embedding cache").unwrap();
-    let err = fails(
-        &[
-            "embed",
-            "--model",
-            s(&f.reference),
-            "--data",
-            s(&pool),
-            "--out",
-            s(&cache),
-        ],
-        &[],
-    );
+    let err = fails(&embed_args(&f.reference, &pool, &cache), &[]);
     assert!(err.contains("in use by another process"), "{err}");
     drop((held, held_cache));
     ok(&args);

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fails, fixture, jest_args, metrics, ok, read, s, SMALL};
+use common::{embed_args, fails, fixture, jest_args, metrics, ok, read, s, SMALL};
 
 #[test]
 fn every_method_trains_and_reports_what_it_kept_and_what_it_cost() {
@@ -157,15 +157,11 @@ fn mistakes_get_errors_that_say_how_to_fix_them() {
     let pool = f.bench.join("pool");
     // Reference embeddings of another split: the pool's keys are not all there.
     let eval_cache = f.root.join("reference-eval.safetensors");
-    ok(&[
-        "embed",
-        "--model",
-        s(&f.reference),
-        "--data",
-        s(&f.bench.join("eval")),
-        "--out",
-        s(&eval_cache),
-    ]);
+    ok(&embed_args(
+        &f.reference,
+        &f.bench.join("eval"),
+        &eval_cache,
+    ));
     // Keys are split-local (every split numbers its samples from 0), so the eval split's keys
     // would match the pool's first samples: the cache's provenance tells them apart.
     let out = f.root.join("missing-keys");
@@ -241,15 +237,7 @@ fn mistakes_get_errors_that_say_how_to_fix_them() {
     assert!(!f.root.join("x").exists());
 
     let err = fails(
-        &[
-            "embed",
-            "--model",
-            s(&f.root),
-            "--data",
-            s(&pool),
-            "--out",
-            s(&f.root.join("e.safetensors")),
-        ],
+        &embed_args(&f.root, &pool, &f.root.join("e.safetensors")),
         &[],
     );
     assert!(err.contains("not a jester run folder"), "{err}");

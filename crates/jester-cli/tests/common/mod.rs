@@ -146,3 +146,16 @@ pub fn jest_args<'a>(f: &'a Fixture, out: &'a str, pool: &'a str, steps: &'a str
     args.extend(SMALL);
     args
 }
+
+/// `jester embed --model MODEL --data DATA --out OUT`.
+pub fn embed_args<'a>(model: &'a Path, data: &'a Path, out: &'a Path) -> [&'a str; 7] {
+    [
+        "embed",
+        "--model",
+        s(model),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+    ]
+}
