@@ -3,7 +3,7 @@
 JESTER := scripts/with-torch cargo run --quiet -p jester-cli --
 DEMO := jester-demo
 
-.PHONY: demo test bench-select bench-train
+.PHONY: demo test python test-python bench-select bench-train
 
 # The main job: the paper's headline comparison (uniform vs JEST vs Flexi-JEST) on built-in synthetic
 # scenes at a quick budget; prints the table and where report.md and curves.png are.
@@ -12,6 +12,15 @@ demo:
 
 test:
 	scripts/with-torch cargo test --workspace
+	$(MAKE) test-python
+
+# The Python package (crates/jester-py), built with maturin against the venv's torch and installed
+# into it; its own cargo workspace shares this target folder.
+python:
+	scripts/with-torch scripts/build-python
+
+test-python: python
+	scripts/with-torch python -m pytest -q crates/jester-py/tests
 
 bench-select:
 	$(JESTER) bench select --numpy --naive --out target/bench-select.json

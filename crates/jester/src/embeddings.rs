@@ -21,6 +21,27 @@ impl PairEmbeddings {
     /// device, since scores summed over thousands of pairs need more than 8–11 mantissa bits.
     /// Fails on a shape mismatch between towers, a non-float dtype, NaN/Inf, or a zero row.
     pub fn new(image: Tensor, text: Tensor, t: f64, b: f64) -> Result<Self> {
+        Self::checked(image, text, t, b, false)
+    }
+
+    /// As [`Self::new`], but rows that are already of unit norm (within 1e-4, as a model's
+    /// normalised output is) are kept as they are: the tensors are the caller's own storage, not a
+    /// copy (the Python package's `Embeddings`, for super-batches as large as memory allows).
+    pub fn wrap(image: Tensor, text: Tensor, t: f64, b: f64) -> Result<Self> {
+        Self::checked(image, text, t, b, true)
+    }
+
+    /// The same embeddings sharing the same storage.
+    pub fn shallow_clone(&self) -> Self {
+        Self {
+            image: self.image.shallow_clone(),
+            text: self.text.shallow_clone(),
+            t: self.t,
+            b: self.b,
+        }
+    }
+
+    fn checked(image: Tensor, text: Tensor, t: f64, b: f64, keep_unit: bool) -> Result<Self> {
         const OP: &str = "PairEmbeddings::new";
         for (name, x) in [("image", &image), ("text", &text)] {
             if x.dim() != 2 || x.size()[0] == 0 || x.size()[1] == 0 {
@@ -68,8 +89,8 @@ impl PairEmbeddings {
                 format!("temperature t = {t} must be finite and > 0 and bias b = {b} finite"),
             ));
         }
-        let image = normalise_rows(image, "image")?;
-        let text = normalise_rows(text, "text")?;
+        let image = normalise_rows(image, "image", keep_unit)?;
+        let text = normalise_rows(text, "text", keep_unit)?;
         Ok(Self { image, text, t, b })
     }
 
@@ -127,15 +148,22 @@ impl PairEmbeddings {
     }
 }
 
-fn normalise_rows(x: Tensor, name: &str) -> Result<Tensor> {
-    let finite = x.isfinite().all().int64_value(&[]) == 1;
-    if !finite {
-        let bad = x.isfinite().logical_not().any_dim(1, false).nonzero();
-        let row = bad.int64_value(&[0, 0]);
-        return Err(Error::invalid(
-            "PairEmbeddings::new",
-            format!("{name} row {row} holds NaN or Inf"),
-        ));
+/// Rows of unit norm: `x / ‖x‖` (a new tensor), or `x` itself when `keep_unit` and every row's
+/// norm is within 1e-4 of 1. NaN/Inf and zero rows are refused, naming the first.
+fn normalise_rows(x: Tensor, name: &str, keep_unit: bool) -> Result<Tensor> {
+    // Row blocks bound the check's temporary memory (a [rows, D] mask) for very large inputs.
+    const BLOCK: i64 = 65_536;
+    let n = x.size()[0];
+    for start in (0..n).step_by(BLOCK as usize) {
+        let part = x.narrow(0, start, BLOCK.min(n - start));
+        if part.isfinite().all().int64_value(&[]) != 1 {
+            let bad = part.isfinite().logical_not().any_dim(1, false).nonzero();
+            let row = start + bad.int64_value(&[0, 0]);
+            return Err(Error::invalid(
+                "PairEmbeddings::new",
+                format!("{name} row {row} holds NaN or Inf"),
+            ));
+        }
     }
     let norms = x.norm_scalaropt_dim(2.0, [1i64].as_slice(), true);
     let zero = norms.eq(0.0).nonzero();
@@ -147,6 +175,9 @@ fn normalise_rows(x: Tensor, name: &str) -> Result<Tensor> {
                 zero.int64_value(&[0, 0])
             ),
         ));
+    }
+    if keep_unit && (&norms - 1.0).abs().max().double_value(&[]) <= 1e-4 {
+        return Ok(x);
     }
     Ok(x / norms)
 }
