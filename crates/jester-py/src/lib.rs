@@ -18,7 +18,7 @@ use jester::loss::{
 };
 use jester::provenance::{file_hash, Provenance, ShardFingerprint};
 use jester::select::{
-    batch_score, select as select_rows, uniform_batch_score, Method, ScoreKind, SelectConfig,
+    batch_score, select_grouped, uniform_batch_score, Method, ScoreKind, SelectConfig,
 };
 use jester::PairEmbeddings;
 
@@ -152,7 +152,8 @@ fn parse<T: std::str::FromStr<Err = String>>(name: &str, value: &str) -> PyResul
 /// embeddings' device, in selection order; summary dict).
 #[pyfunction]
 #[pyo3(signature = (learner, reference, batch_size, *, method = "joint", score = "learnability",
-                    loss = "sigmoid", chunks = 16, gain = 100.0, seed = 0, summary = true))]
+                    loss = "sigmoid", chunks = 16, gain = 100.0, seed = 0, summary = true,
+                    groups = 1))]
 #[allow(clippy::too_many_arguments)]
 fn select<'py>(
     py: Python<'py>,
@@ -166,6 +167,7 @@ fn select<'py>(
     gain: f64,
     seed: u64,
     summary: bool,
+    groups: usize,
 ) -> PyResult<(PyTensor, Bound<'py, PyDict>)> {
     let method: Method = parse("method", method)?;
     let score: ScoreKind = parse("score", score)?;
@@ -179,9 +181,15 @@ fn select<'py>(
             "batch_size = {batch_size}: must be in 1..={big} (the super-batch's B)"
         )));
     }
-    if method == Method::Joint && (chunks == 0 || chunks > batch_size) {
+    if groups == 0 || !big.is_multiple_of(groups) || !batch_size.is_multiple_of(groups) {
         return Err(PyValueError::new_err(format!(
-            "chunks = {chunks}: must be in 1..={batch_size} (batch_size)"
+            "groups = {groups}: must divide B = {big} and batch_size = {batch_size}"
+        )));
+    }
+    if method == Method::Joint && (chunks == 0 || chunks > batch_size / groups) {
+        return Err(PyValueError::new_err(format!(
+            "chunks = {chunks}: must be in 1..={} (batch_size / groups)",
+            batch_size / groups
         )));
     }
     match &reference {
@@ -220,7 +228,7 @@ fn select<'py>(
     let (selection, scores) = py
         .allow_threads(move || -> jester::Result<_> {
             let reference = reference.as_ref().filter(|_| score.needs_reference());
-            let selection = select_rows(&learner, reference, batch_size, &config)?;
+            let selection = select_grouped(&learner, reference, batch_size, &config, groups)?;
             let scores = if summary && score != ScoreKind::Uniform {
                 let index = selection.index_tensor(device);
                 let block = 1024;

@@ -173,3 +173,36 @@ fn gain_zero_is_uniform_without_replacement() {
         );
     }
 }
+
+#[test]
+fn a_grouped_selection_gives_each_group_its_quota_chunk_by_chunk() {
+    let (learner, reference) = clustered(&small(400, 16, 8, 5), Kind::Float);
+    let c = SelectConfig {
+        chunks: 4,
+        seed: 3,
+        ..SelectConfig::default()
+    };
+    // One group is the plain selection.
+    let one = jester::select::select_grouped(&learner, Some(&reference), 80, &c, 1).unwrap();
+    assert_eq!(one, select(&learner, Some(&reference), 80, &c).unwrap());
+    for groups in [2, 4] {
+        let s = jester::select::select_grouped(&learner, Some(&reference), 80, &c, groups).unwrap();
+        let per_group = 400 / groups as i64;
+        assert_eq!(s.indices.len(), 80);
+        let mut distinct = s.indices.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 80, "no example twice");
+        for chunk in &s.chunks {
+            let rows = &s.indices[chunk.clone()];
+            assert_eq!(rows.len(), 80 / 4);
+            for g in 0..groups as i64 {
+                let mine = rows.iter().filter(|&&i| i / per_group == g).count();
+                assert_eq!(mine, 80 / 4 / groups, "groups {groups}: chunk {chunk:?}");
+            }
+        }
+        // Conditioned on every group's picks: not the union of independent per-group selections.
+        assert_ne!(s.indices, one.indices);
+    }
+    assert!(jester::select::select_grouped(&learner, Some(&reference), 80, &c, 3).is_err());
+}

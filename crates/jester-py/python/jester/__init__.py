@@ -24,6 +24,8 @@ from ._jester import (
     softmax_loss,
 )
 
+from . import distributed  # noqa: E402
+
 __all__ = [
     "Embeddings",
     "ReferenceCache",
@@ -32,5 +34,6 @@ __all__ = [
     "select",
     "sigmoid_loss",
     "softmax_loss",
+    "distributed",
 ]
 __version__ = "0.1.0"

@@ -43,3 +43,23 @@ pub(crate) fn gumbel_top_k(logits: &Tensor, noise: &Tensor, gain: f64, k: usize)
     let keys = (logits * gain + noise).masked_fill(&selected, f64::NEG_INFINITY);
     keys.topk(k as i64, 0, true, true).1
 }
+
+/// [`gumbel_top_k`] with a quota: the keys are `groups` equal consecutive groups and the `k` best
+/// of each are taken, `[groups · k]` in group order (best first within a group).
+pub(crate) fn gumbel_top_k_grouped(
+    logits: &Tensor,
+    noise: &Tensor,
+    gain: f64,
+    k: usize,
+    groups: usize,
+) -> Tensor {
+    let selected = logits.isneginf();
+    let keys = (logits * gain + noise).masked_fill(&selected, f64::NEG_INFINITY);
+    let per_group = keys.size()[0] / groups as i64;
+    let picked = keys
+        .reshape([groups as i64, per_group])
+        .topk(k as i64, 1, true, true)
+        .1;
+    let offsets = Tensor::arange(groups as i64, (Kind::Int64, keys.device())) * per_group;
+    (picked + offsets.unsqueeze(1)).reshape([-1])
+}

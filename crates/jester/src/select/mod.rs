@@ -28,7 +28,7 @@ pub use summary::{batch_score, uniform_batch_score};
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
 use crate::loss::LossKind;
-use gumbel::{gumbel_top_k, GumbelNoise};
+use gumbel::{gumbel_top_k, gumbel_top_k_grouped, GumbelNoise};
 
 /// How the sub-batch is drawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -122,20 +122,37 @@ pub fn select(
     batch: usize,
     config: &SelectConfig,
 ) -> Result<Selection> {
-    let (scorer, sizes) = prepare(learner, reference, batch, config)?;
+    select_grouped(learner, reference, batch, config, 1)
+}
+
+/// [`select`] with a quota per group: the super-batch's rows are `groups` equal consecutive groups
+/// (the ranks of a data-parallel step, in rank order), and every chunk takes the same number of
+/// examples from each group, each group's share drawn from the scores conditioned on everything
+/// chosen before in every group. Each group keeps batch / groups examples of its own; one group is
+/// exactly [`select`]. B and b must be multiples of `groups`.
+pub fn select_grouped(
+    learner: &PairEmbeddings,
+    reference: Option<&PairEmbeddings>,
+    batch: usize,
+    config: &SelectConfig,
+    groups: usize,
+) -> Result<Selection> {
+    let (scorer, sizes) = prepare(learner, reference, batch, config, groups)?;
     let block = sizes.iter().copied().max().unwrap_or(1);
     let mut scores: Box<dyn ConditionalScores> = match config.loss {
         LossKind::Sigmoid => Box::new(SigmoidConditional::new(&scorer)),
         LossKind::Softmax => Box::new(SoftmaxConditional::new(&scorer, block)),
     };
-    draw_chunks(
-        scores.as_mut(),
-        &sizes,
-        config.gain,
-        config.seed,
-        learner.kind(),
-        learner.device(),
-    )
+    let mut noise = GumbelNoise::new(config.seed);
+    let draw = |logits: &Tensor, k: usize| {
+        let gumbel = noise.sample(logits.size()[0] as usize, learner.kind(), learner.device());
+        if groups == 1 {
+            gumbel_top_k(logits, &gumbel, config.gain, k)
+        } else {
+            gumbel_top_k_grouped(logits, &gumbel, config.gain, k / groups, groups)
+        }
+    };
+    draw_with(scores.as_mut(), &sizes, draw)
 }
 
 /// [`select`] done the naive way (materialised `[B, B]` matrices), for tests and benchmarks.
@@ -145,7 +162,7 @@ pub fn select_naive(
     batch: usize,
     config: &SelectConfig,
 ) -> Result<Selection> {
-    let (scorer, sizes) = prepare(learner, reference, batch, config)?;
+    let (scorer, sizes) = prepare(learner, reference, batch, config, 1)?;
     let mut scores: Box<dyn ConditionalScores> = match config.loss {
         LossKind::Sigmoid => Box::new(naive::NaiveSigmoid::new(&scorer)),
         LossKind::Softmax => Box::new(naive::NaiveSoftmax::new(&scorer)),
@@ -166,6 +183,7 @@ fn prepare<'a>(
     reference: Option<&'a PairEmbeddings>,
     batch: usize,
     config: &SelectConfig,
+    groups: usize,
 ) -> Result<(Scorer<'a>, Vec<usize>)> {
     if !config.gain.is_finite() || config.gain < 0.0 {
         return Err(Error::invalid(
@@ -178,8 +196,19 @@ fn prepare<'a>(
         Method::Joint | Method::Independent => config.score,
     };
     let chunks = config.chunks_drawn();
-    let size = SelectionSize::new(learner.len(), batch, chunks)?;
-    Ok((Scorer::new(score, learner, reference)?, size.chunk_sizes()))
+    let big = learner.len();
+    if groups == 0 || !big.is_multiple_of(groups) || !batch.is_multiple_of(groups) {
+        return Err(Error::invalid(
+            "select",
+            format!(
+                "{groups} groups must divide the super-batch B = {big} and the batch b = {batch}"
+            ),
+        ));
+    }
+    // Each group's share is sized as a selection of its own; a chunk takes that from every group.
+    let size = SelectionSize::new(big / groups, batch / groups, chunks)?;
+    let sizes = size.chunk_sizes().into_iter().map(|k| k * groups).collect();
+    Ok((Scorer::new(score, learner, reference)?, sizes))
 }
 
 /// Draws the chunks `sizes` one after another by Gumbel-top-k on `gain ×` the conditional logits,
@@ -194,12 +223,24 @@ pub fn draw_chunks(
     device: Device,
 ) -> Result<Selection> {
     let mut noise = GumbelNoise::new(seed);
+    draw_with(scores, sizes, |logits, k| {
+        let gumbel = noise.sample(logits.size()[0] as usize, kind, device);
+        gumbel_top_k(logits, &gumbel, gain, k)
+    })
+}
+
+/// Draws the chunks `sizes` one after another with `draw` (conditional logits, k → the chunk's
+/// indices), feeding each chunk back into `scores`.
+fn draw_with(
+    scores: &mut dyn ConditionalScores,
+    sizes: &[usize],
+    mut draw: impl FnMut(&Tensor, usize) -> Tensor,
+) -> Result<Selection> {
     let mut indices = Vec::with_capacity(sizes.iter().sum());
     let mut chunks = Vec::with_capacity(sizes.len());
     for (n, &k) in sizes.iter().enumerate() {
         let logits = scores.logits()?;
-        let gumbel = noise.sample(logits.size()[0] as usize, kind, device);
-        let chunk = gumbel_top_k(&logits, &gumbel, gain, k);
+        let chunk = draw(&logits, k);
         let start = indices.len();
         indices.extend(Vec::<i64>::try_from(&chunk.to_device(Device::Cpu))?);
         chunks.push(start..indices.len());

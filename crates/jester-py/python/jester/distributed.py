@@ -1,0 +1,86 @@
+"""JEST selection over a data-parallel super-batch, under an initialised ``torch.distributed``
+process group (gloo or NCCL), as a data-parallel step needs it (the repo's docs/ARCHITECTURE.md).
+
+Every rank holds its own B / W candidates. The embeddings are all-gathered, every rank computes the
+same selection from the same seed, and every chunk takes the same number of examples from each
+rank's candidates, conditioned on everything chosen before on every rank: each rank keeps
+``batch_size / W`` of its own candidates. With one process this is exactly :func:`jester.select`.
+
+    mine, summary = jester.distributed.select(learner, reference, batch_size=4096, seed=step)
+    loss = sigmoid_loss(zi[mine], zt[mine], ...)   # zi, zt: this rank's candidates
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from . import _jester
+from ._jester import Embeddings
+
+
+def _gather(x: torch.Tensor, group) -> torch.Tensor:
+    world = dist.get_world_size(group)
+    out = torch.empty((world * x.shape[0], *x.shape[1:]), dtype=x.dtype, device=x.device)
+    dist.all_gather_into_tensor(out, x.contiguous(), group=group)
+    return out
+
+
+def _gathered(e: Embeddings | None, group) -> Embeddings | None:
+    if e is None:
+        return None
+    return Embeddings(_gather(e.image, group), _gather(e.text, group), e.t, e.b)
+
+
+def select(
+    learner: Embeddings,
+    reference: Embeddings | None,
+    batch_size: int,
+    *,
+    method: str = "joint",
+    score: str = "learnability",
+    loss: str = "sigmoid",
+    chunks: int = 16,
+    gain: float = 100.0,
+    seed: int = 0,
+    group=None,
+):
+    """Global selection of ``batch_size`` examples over every rank's candidates.
+
+    ``learner`` (and ``reference``) hold this rank's candidates; every rank must pass the same
+    number of them, the same ``batch_size`` (global, a multiple of the world size) and the same
+    ``seed``. Returns (this rank's own selected rows as local indices into its candidates, in
+    selection order; the selection's summary, with ``global_indices`` into the gathered
+    super-batch).
+    """
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(
+            "jester.distributed.select needs an initialised torch.distributed process group "
+            "(torch.distributed.init_process_group, e.g. under torchrun); use jester.select otherwise"
+        )
+    world = dist.get_world_size(group)
+    rank = dist.get_rank(group)
+    local = len(learner)
+    sizes = _gather(torch.tensor([local], device=learner.image.device), group)
+    if not bool((sizes == local).all()):
+        raise ValueError(
+            f"learner: ranks hold {sizes.tolist()} candidates; every rank must hold the same number"
+        )
+    if batch_size % world != 0:
+        raise ValueError(f"batch_size = {batch_size}: must be a multiple of the world size {world}")
+    indices, summary = _jester.select(
+        _gathered(learner, group),
+        _gathered(reference, group),
+        batch_size,
+        method=method,
+        score=score,
+        loss=loss,
+        chunks=chunks,
+        gain=gain,
+        seed=seed,
+        groups=world,
+    )
+    low = rank * local
+    mine = indices[(indices >= low) & (indices < low + local)] - low
+    summary["global_indices"] = indices
+    return mine, summary

@@ -1,0 +1,158 @@
+"""`jester.select`: what a selection is (b distinct indices of the super-batch, in chunks),
+determinism under a seed, how the methods relate (independent = joint with one chunk; a very high
+gain takes the top-b scores; groups take equal quotas), and that it runs with the GIL released."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+from conftest import random_pair
+
+import jester
+
+B, D, BATCH = 300, 16, 60
+
+
+@pytest.fixture(scope="module")
+def models():
+    li, lt = random_pair(1, B, D, normalised=False)
+    ri, rt = random_pair(2, B, D, normalised=False)
+    return jester.Embeddings(li, lt, 10.0, -5.0), jester.Embeddings(ri, rt, 7.5, -2.25)
+
+
+@pytest.mark.parametrize(
+    ("method", "chunks", "expected_chunks"),
+    [("joint", 6, 6), ("joint", 7, 7), ("independent", 6, 1), ("uniform", 6, 1)],
+)
+@pytest.mark.parametrize("loss", ["sigmoid", "softmax"])
+def test_selection_is_a_sub_batch_in_chunks(models, method, chunks, expected_chunks, loss):
+    learner, reference = models
+    indices, summary = jester.select(
+        learner, reference, BATCH, method=method, chunks=chunks, loss=loss, seed=3
+    )
+    assert indices.dtype == torch.int64 and indices.device.type == "cpu"
+    assert indices.shape == (BATCH,)
+    assert len(set(indices.tolist())) == BATCH
+    assert 0 <= int(indices.min()) and int(indices.max()) < B
+    sizes = summary["chunk_sizes"]
+    assert len(sizes) == expected_chunks and sum(sizes) == BATCH
+    if method == "joint":
+        # Equal chunks, the last taking the remainder.
+        assert sizes[:-1] == [BATCH // chunks] * (chunks - 1)
+    assert summary["score"] == "learnability"
+    assert isinstance(summary["selected"], float) and isinstance(summary["uniform"], float)
+
+
+def test_seed_decides_the_selection(models):
+    learner, reference = models
+    first, _ = jester.select(learner, reference, BATCH, chunks=4, seed=11)
+    again, _ = jester.select(learner, reference, BATCH, chunks=4, seed=11)
+    other, _ = jester.select(learner, reference, BATCH, chunks=4, seed=12)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_summary_false_leaves_out_the_scores(models):
+    learner, reference = models
+    _, summary = jester.select(learner, reference, BATCH, chunks=4, summary=False)
+    assert summary == {"chunk_sizes": [15, 15, 15, 15], "score": "learnability"}
+
+
+def test_learnability_selection_beats_uniform_and_hard_learner_ignores_reference(models):
+    learner, reference = models
+    _, summary = jester.select(learner, reference, BATCH, chunks=4)
+    assert summary["selected"] > summary["uniform"]
+    alone, s_alone = jester.select(learner, None, BATCH, score="hard_learner", chunks=4)
+    given, s_given = jester.select(learner, reference, BATCH, score="hard-learner", chunks=4)
+    assert torch.equal(alone, given)
+    assert s_alone == s_given and s_alone["score"] == "hard_learner"
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "softmax"])
+def test_independent_is_joint_with_one_chunk(models, loss):
+    learner, reference = models
+    independent, _ = jester.select(learner, reference, BATCH, method="independent", loss=loss)
+    joint, _ = jester.select(learner, reference, BATCH, method="joint", chunks=1, loss=loss)
+    assert torch.equal(independent, joint)
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "softmax"])
+def test_high_gain_independent_selection_takes_the_top_scores(models, loss):
+    """With the noise negligible against gain × score, independent selection is the top b of the
+    per-example scores: each pair's own learnability for the sigmoid loss (its score as a batch of
+    one), its learnability within the super-batch (`jester.scores`) for the softmax loss."""
+    learner, reference = models
+    indices, _ = jester.select(
+        learner, reference, BATCH, method="independent", loss=loss, gain=1e6
+    )
+    if loss == "sigmoid":
+
+        def own(e):
+            logit = e.t * (e.image * e.text).sum(1) + e.b
+            return torch.nn.functional.softplus(-logit)
+
+        score = own(learner) - own(reference)
+    else:
+        score = jester.scores(learner, reference, loss="softmax")
+    assert sorted(indices.tolist()) == sorted(score.topk(BATCH).indices.tolist())
+
+
+def test_groups_take_equal_quotas(models):
+    learner, reference = models
+    one, _ = jester.select(learner, reference, BATCH, chunks=4, groups=1)
+    default, _ = jester.select(learner, reference, BATCH, chunks=4)
+    assert torch.equal(one, default)
+    grouped, summary = jester.select(learner, reference, BATCH, chunks=4, groups=3)
+    per_group = torch.bincount(grouped // (B // 3), minlength=3)
+    assert per_group.tolist() == [BATCH // 3] * 3
+    assert sum(summary["chunk_sizes"]) == BATCH
+
+
+def test_strided_input_selects_like_contiguous(models):
+    learner, reference = models
+    image = learner.image.t().contiguous().t()  # the same values, column-major
+    assert not image.is_contiguous()
+    strided = jester.Embeddings(image, learner.text, learner.t, learner.b)
+    a, _ = jester.select(learner, reference, BATCH, chunks=4)
+    b, _ = jester.select(strided, reference, BATCH, chunks=4)
+    assert torch.equal(a, b)
+
+
+def test_select_releases_the_gil():
+    """A Python thread keeps counting while `select` runs: with the GIL held it would stand still
+    for the whole call (it gets at most one switch interval, 5 ms, at the end)."""
+    li, lt = random_pair(5, 10_000, 128)
+    learner = jester.Embeddings(li, lt, 10.0, -5.0)
+    count = [0]
+    stop = threading.Event()
+
+    def spin():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            count[0] = n
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # leave the other core to the counting thread
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        c0, t0 = count[0], time.perf_counter()
+        time.sleep(0.2)  # sleeping releases the GIL: the counter's rate alone
+        baseline = (count[0] - c0) / (time.perf_counter() - t0)
+        c0, t0 = count[0], time.perf_counter()
+        jester.select(learner, None, 2000, score="hard_learner", chunks=16, summary=False)
+        elapsed = time.perf_counter() - t0
+        during = (count[0] - c0) / elapsed
+    finally:
+        stop.set()
+        spinner.join()
+        torch.set_num_threads(threads)
+    assert baseline > 0
+    assert elapsed > 0.2, f"select took only {elapsed:.3f} s: too short to tell"
+    assert during > 0.1 * baseline, (
+        f"the other thread counted at {during:.0f}/s during select vs {baseline:.0f}/s alone"
+    )
