@@ -156,3 +156,22 @@ def test_select_releases_the_gil():
     assert during > 0.1 * baseline, (
         f"the other thread counted at {during:.0f}/s during select vs {baseline:.0f}/s alone"
     )
+
+
+def test_uniform_selection_without_reference_and_summary(models):
+    learner, _ = models
+    indices, summary = jester.select(learner, None, BATCH, method="uniform", summary=False)
+    assert len(set(indices.tolist())) == BATCH and summary["chunk_sizes"] == [BATCH]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="bug: select(method='uniform', reference=None) passes the argument checks (uniform "
+    "needs no score), then the default summary=True scores the batch by learnability without a "
+    "reference: 'Scorer: the learnability score needs reference embeddings' (the CLI allows it)",
+)
+def test_uniform_selection_needs_no_reference(models):
+    learner, _ = models
+    indices, _ = jester.select(learner, None, BATCH, method="uniform")
+    assert len(set(indices.tolist())) == BATCH
