@@ -39,11 +39,29 @@ def main() -> None:
         subprocess.run(
             [
                 os.path.join(REPO, "scripts", "with-torch"),
-                "cargo", "run", "--quiet", "-p", "jester-cli", "--",
-                "bench", "select", "--numpy", "--device", "cpu",
-                "--super-batch", str(args.super_batch), "--dim", str(args.dim),
-                "--filter-ratio", str(1 - args.batch / args.super_batch),
-                "--chunks", str(args.chunks), "--repeats", str(args.repeats), "--out", report,
+                "cargo",
+                "run",
+                "--quiet",
+                "-p",
+                "jester-cli",
+                "--",
+                "bench",
+                "select",
+                "--numpy",
+                "--device",
+                "cpu",
+                "--super-batch",
+                str(args.super_batch),
+                "--dim",
+                str(args.dim),
+                "--filter-ratio",
+                str(1 - args.batch / args.super_batch),
+                "--chunks",
+                str(args.chunks),
+                "--repeats",
+                str(args.repeats),
+                "--out",
+                report,
             ],
             check=True,
             cwd=REPO,
@@ -56,12 +74,18 @@ def main() -> None:
     def unit(n: int, d: int) -> torch.Tensor:
         return torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1)
 
-    learner = jester.Embeddings(unit(args.super_batch, args.dim), unit(args.super_batch, args.dim), 10.0, -10.0)
-    reference = jester.Embeddings(unit(args.super_batch, args.dim), unit(args.super_batch, args.dim), 10.0, -10.0)
+    learner = jester.Embeddings(
+        unit(args.super_batch, args.dim), unit(args.super_batch, args.dim), 10.0, -10.0
+    )
+    reference = jester.Embeddings(
+        unit(args.super_batch, args.dim), unit(args.super_batch, args.dim), 10.0, -10.0
+    )
     times = []
     for repeat in range(args.repeats + 1):
         start = time.perf_counter()
-        jester.select(learner, reference, cli["batch"], chunks=args.chunks, seed=repeat, summary=False)
+        jester.select(
+            learner, reference, cli["batch"], chunks=args.chunks, seed=repeat, summary=False
+        )
         if repeat > 0:  # the first is the warm-up, as in the CLI's benchmark
             times.append(time.perf_counter() - start)
     python_best = min(times)

@@ -29,8 +29,20 @@ fn library_error(e: jester::Error) -> PyErr {
     }
 }
 
-/// A tensor argument checked to be a floating-point matrix `[B, D]`.
+/// The tensor's device, or a `ValueError` for one jester does not run on (meta, MPS, …).
+fn device_of(name: &str, x: &Tensor) -> PyResult<Device> {
+    let x = std::panic::AssertUnwindSafe(x);
+    match std::panic::catch_unwind(|| x.device()) {
+        Ok(device @ (Device::Cpu | Device::Cuda(_))) => Ok(device),
+        _ => Err(PyValueError::new_err(format!(
+            "{name}: jester runs on CPU and CUDA tensors; move it with .to(\"cpu\") or .to(\"cuda\")"
+        ))),
+    }
+}
+
+/// A tensor argument checked to be a floating-point matrix `[B, D]` on the CPU or a GPU.
 fn float_matrix(name: &str, x: &Tensor) -> PyResult<()> {
+    device_of(name, x)?;
     if !matches!(
         x.kind(),
         Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
@@ -68,7 +80,10 @@ struct Embeddings {
 
 impl Embeddings {
     fn get(&self) -> PairEmbeddings {
-        self.inner.lock().expect("never poisoned").shallow_clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shallow_clone()
     }
 }
 
@@ -141,6 +156,13 @@ impl Embeddings {
     }
 }
 
+/// A Python int that must not be negative (a negative one is a `ValueError` naming it, not an
+/// overflow).
+fn non_negative(name: &str, value: i64) -> PyResult<usize> {
+    usize::try_from(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} = {value}: must not be negative")))
+}
+
 fn parse<T: std::str::FromStr<Err = String>>(name: &str, value: &str) -> PyResult<T> {
     value
         .replace('_', "-")
@@ -152,23 +174,27 @@ fn parse<T: std::str::FromStr<Err = String>>(name: &str, value: &str) -> PyResul
 /// embeddings' device, in selection order; summary dict).
 #[pyfunction]
 #[pyo3(signature = (learner, reference, batch_size, *, method = "joint", score = "learnability",
-                    loss = "sigmoid", chunks = 16, gain = 100.0, seed = 0, summary = true,
+                    loss = "sigmoid", chunks = 16, gain = 100.0, seed = 0, summary = false,
                     groups = 1))]
 #[allow(clippy::too_many_arguments)]
 fn select<'py>(
     py: Python<'py>,
     learner: &Embeddings,
     reference: Option<&Embeddings>,
-    batch_size: usize,
+    batch_size: i64,
     method: &str,
     score: &str,
     loss: &str,
-    chunks: usize,
+    chunks: i64,
     gain: f64,
-    seed: u64,
+    seed: i64,
     summary: bool,
-    groups: usize,
+    groups: i64,
 ) -> PyResult<(PyTensor, Bound<'py, PyDict>)> {
+    let batch_size = non_negative("batch_size", batch_size)?;
+    let chunks = non_negative("chunks", chunks)?;
+    let seed = non_negative("seed", seed)? as u64;
+    let groups = non_negative("groups", groups)?;
     let method: Method = parse("method", method)?;
     let score: ScoreKind = parse("score", score)?;
     let loss: LossKind = parse("loss", loss)?;
@@ -199,12 +225,10 @@ fn select<'py>(
                 score.name()
             )))
         }
-        Some(r) if r.len() != big || r.dim() != learner.dim() => {
+        Some(r) if r.len() != big => {
             return Err(PyValueError::new_err(format!(
-                "reference: [{}, {}] does not match the learner's [{big}, {}]",
-                r.len(),
-                r.dim(),
-                learner.dim()
+                "reference: {} examples, the learner {big}; both must embed the same super-batch",
+                r.len()
             )))
         }
         Some(r) if r.device() != learner.device() => {
@@ -228,8 +252,9 @@ fn select<'py>(
     let (selection, scores) = py
         .allow_threads(move || -> jester::Result<_> {
             let reference = reference.as_ref().filter(|_| score.needs_reference());
+            let scorable = reference.is_some() || !score.needs_reference();
             let selection = select_grouped(&learner, reference, batch_size, &config, groups)?;
-            let scores = if summary && score != ScoreKind::Uniform {
+            let scores = if summary && score != ScoreKind::Uniform && scorable {
                 let index = selection.index_tensor(device);
                 let block = 1024;
                 Some((
@@ -256,14 +281,15 @@ fn select<'py>(
 /// `t` or `b` as a 0-dim tensor on `like`'s device: a Python number, or a tensor (kept, so that
 /// gradients reach it).
 fn scalar(name: &str, value: &Bound<'_, PyAny>, like: &Tensor) -> PyResult<Tensor> {
-    if let Ok(x) = value.extract::<f64>() {
+    // A tensor first: a 0-dim tensor also converts to a float, which would cut it from autograd.
+    let Ok(x) = value.extract::<PyTensor>() else {
+        let x = value.extract::<f64>().map_err(|_| {
+            PyTypeError::new_err(format!("{name}: expected a float or a 0-dim tensor"))
+        })?;
         return Ok(Tensor::from(x)
             .to_kind(like.kind())
             .to_device(like.device()));
-    }
-    let x = value
-        .extract::<PyTensor>()
-        .map_err(|_| PyTypeError::new_err(format!("{name}: expected a float or a 0-dim tensor")))?;
+    };
     if x.numel() != 1 {
         return Err(PyValueError::new_err(format!(
             "{name}: shape {:?}; expected one value",
@@ -382,7 +408,14 @@ impl ReferenceCacheWriter {
                 image.size()[0]
             )));
         }
-        let mut guard = self.writer.lock().expect("never poisoned");
+        for (name, x) in [("image", &image), ("text", &text)] {
+            if x.isfinite().all().int64_value(&[]) != 1 {
+                return Err(PyValueError::new_err(format!(
+                    "{name}: holds NaN or Inf; a reference cache must hold finite embeddings"
+                )));
+            }
+        }
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let writer = guard
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("the cache is already finished"))?;
@@ -402,6 +435,9 @@ impl ReferenceCacheWriter {
         tokenizer: Option<String>,
     ) -> PyResult<PathBuf> {
         positive_finite("t", t)?;
+        if !b.is_finite() {
+            return Err(PyValueError::new_err(format!("b = {b}: must be finite")));
+        }
         let writer = self
             .writer
             .lock()
@@ -468,18 +504,18 @@ impl ReferenceCache {
     }
 
     fn __len__(&self) -> usize {
-        self.cache.lock().expect("never poisoned").len()
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     #[getter]
     fn dim(&self) -> usize {
-        self.cache.lock().expect("never poisoned").dim()
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).dim()
     }
 
     /// What the cache was computed from (a JSON string), or None.
     #[getter]
     fn provenance(&self) -> Option<String> {
-        let cache = self.cache.lock().expect("never poisoned");
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .provenance()
             .map(|p| serde_json::to_string(p).expect("serialises"))
@@ -487,17 +523,21 @@ impl ReferenceCache {
 }
 
 fn parse_device(device: &str) -> PyResult<Device> {
-    match device {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|i| i.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("device {other:?}: expected cpu, cuda or cuda:N"))
-            }),
+    let parsed = match device {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => Some(0),
+        other => other.strip_prefix("cuda:").and_then(|i| i.parse().ok()),
+    };
+    let index = parsed.ok_or_else(|| {
+        PyValueError::new_err(format!("device = {device:?}: expected cpu, cuda or cuda:N"))
+    })?;
+    let count = tch::Cuda::device_count() as usize;
+    if index >= count {
+        return Err(PyValueError::new_err(format!(
+            "device = {device:?}: this machine has {count} CUDA device(s)"
+        )));
     }
+    Ok(Device::Cuda(index))
 }
 
 #[pymodule]

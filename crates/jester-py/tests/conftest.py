@@ -108,7 +108,12 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Runs `jester ARGS...`; fails the test with the CLI's stderr when it exits non-zero."""
     cli = require_cli()
     done = subprocess.run(
-        [str(cli), *args], env=cli_env(), capture_output=True, text=True, timeout=timeout
+        [str(cli), *args],
+        check=False,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if done.returncode != 0:
         pytest.fail(f"jester {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
@@ -141,3 +146,14 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def no_panic(call) -> None:
+    """Runs `call`: an ordinary error is fine, a Rust panic (`pyo3_runtime.PanicException`, a
+    BaseException, not an Exception) fails the test."""
+    try:
+        call()
+    except (ValueError, TypeError, RuntimeError, OSError):
+        pass
+    except BaseException as e:  # noqa: BLE001 - PanicException derives from BaseException
+        pytest.fail(f"panicked: {type(e).__name__}: {str(e)[:200]}")

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import pytest
-from conftest import cli_env, random_pair, require_cli, write_embeddings
 
 import jester
+from conftest import cli_env, random_pair, require_cli, write_embeddings
 
 B, D, BATCH, CHUNKS, SEED, GAIN = 500, 32, 100, 5, 7, 50.0
 LEARNER_TB = (10.0, -5.0)
@@ -29,9 +29,7 @@ class Case(NamedTuple):
 
     @property
     def id(self) -> str:
-        return "-".join(
-            [self.method, self.score, self.loss, "unit" if self.normalised else "raw"]
-        )
+        return "-".join([self.method, self.score, self.loss, "unit" if self.normalised else "raw"])
 
     @property
     def uses_reference(self) -> bool:
@@ -81,7 +79,9 @@ def cli_selections(tmp_path_factory):
             "--method", case.method, "--score", case.score.replace("_", "-"),
             "--loss", case.loss,
         ]  # fmt: skip
-        done = subprocess.run(args, env=cli_env(), capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            args, check=False, env=cli_env(), capture_output=True, text=True, timeout=300
+        )
         if done.returncode != 0:
             return f"exit {done.returncode}: {done.stderr}"
         return json.loads(out.read_text())
@@ -108,6 +108,7 @@ def test_select_matches_cli(case: Case, cli_selections):
         loss=case.loss,
         chunks=CHUNKS,
         gain=GAIN,
+        summary=True,
         seed=SEED,
     )
 
@@ -125,7 +126,5 @@ def test_select_matches_cli(case: Case, cli_selections):
 def test_parity_cases_are_not_trivial(cli_selections):
     """The settings are sensitive: different methods, scores and losses pick different batches
     (so that the parity above is not agreement on one fixed answer)."""
-    picked = {
-        tuple(sel["indices"]) for sel in cli_selections.values() if not isinstance(sel, str)
-    }
+    picked = {tuple(sel["indices"]) for sel in cli_selections.values() if not isinstance(sel, str)}
     assert len(picked) >= len(CASES) - 1

@@ -9,15 +9,16 @@ import math
 
 import pytest
 import torch
+
+import jester
 from conftest import (
+    no_panic,
     proc_status_bytes,
     random_pair,
     require_cuda,
     reset_peak_rss,
     unit_rows,
 )
-
-import jester
 
 B, D = 40, 8
 
@@ -114,7 +115,7 @@ BAD = [
     ("text-rank-1", _embeddings(text=_zt[0]), ValueError, r"^text: shape"),
     ("image-empty", _embeddings(image=_zi[:0], text=_zt[:0]), ValueError, r"^image: shape \[0"),
     ("B-mismatch", _embeddings(text=_zt[:-1]), ValueError, r"image \[40, 8\] and text \[39, 8\]"),
-    ("D-mismatch", _embeddings(text=_zt[:, :-1]), ValueError, r"image \[40, 8\] and text \[40, 7\]"),
+    ("D-mismatch", _embeddings(text=_zt[:, :-1]), ValueError, r"image \[40, 8\] and text \[40, 7"),
     ("image-int64", _embeddings(image=torch.ones(B, D, dtype=torch.int64)), TypeError, r"^image"),
     ("text-int32", _embeddings(text=torch.ones(B, D, dtype=torch.int32)), TypeError, r"^text"),
     ("image-bool", _embeddings(image=torch.ones(B, D, dtype=torch.bool)), TypeError, r"^image"),
@@ -151,9 +152,7 @@ BAD = [
     ("reference-missing-easy", _select(reference=None, score="easy_reference"), ValueError,
      r"^reference: the easy-reference"),
     ("reference-B-mismatch", _select(reference=jester.Embeddings(_zi[:-1], _zt[:-1], 1.0, 0.0)),
-     ValueError, r"^reference: \[39, 8\] does not match the learner's \[40, 8\]"),
-    ("reference-D-mismatch", _select(reference=jester.Embeddings(_zi[:, 1:], _zt[:, 1:], 1.0, 0.0)),
-     ValueError, r"^reference: \[40, 7\] does not match"),
+     ValueError, r"^reference: 39 examples, the learner 40"),
     ("reference-dtype-mismatch", _select(reference=jester.Embeddings(_zi.double(), _zt.double(),
      1.0, 0.0)), ValueError, r"learner is .*Float but reference is .*Double"),
     ("sigmoid-loss-image-int", lambda: jester.sigmoid_loss(_zi.long(), _zt, 1.0, 0.0), TypeError,
@@ -175,7 +174,9 @@ BAD = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("call", "error", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(
+    ("call", "error", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
 def test_bad_argument_raises_naming_it(call, error, message):
     with pytest.raises(error, match=message):
         call()
@@ -186,12 +187,6 @@ def test_independent_selection_ignores_chunks():
     assert len(indices) == 10 and summary["chunk_sizes"] == [10]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="bug: negative ints for usize/u64 arguments raise OverflowError ('can't convert "
-    "negative int to unsigned'), neither ValueError nor TypeError, and without the argument's name",
-)
 @pytest.mark.parametrize("kwargs", [{"batch_size": -1}, {"chunks": -1}, {"seed": -1}])
 def test_negative_integer_argument_raises_value_error_naming_it(kwargs):
     args = {"batch_size": 10, **kwargs}
@@ -200,25 +195,9 @@ def test_negative_integer_argument_raises_value_error_naming_it(kwargs):
         jester.select(_L, _R, args.pop("batch_size"), **args)
 
 
-def _no_panic(call):
-    """Runs `call`; an ordinary exception is fine, a Rust panic (`PanicException`, a
-    BaseException) fails the test."""
-    try:
-        call()
-    except Exception:
-        pass
-    except BaseException as e:  # noqa: BLE001 - pyo3_runtime.PanicException
-        pytest.fail(f"panicked: {type(e).__name__}: {str(e)[:200]}")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: meta tensors pass the argument checks and then panic in tch "
-    "(`Tensor.item() cannot be called on meta tensors`) instead of raising ValueError",
-)
 def test_meta_tensors_raise_instead_of_panicking():
     meta = torch.empty(B, D, device="meta")
-    _no_panic(lambda: jester.Embeddings(meta, meta, 1.0, 0.0))
+    no_panic(lambda: jester.Embeddings(meta, meta, 1.0, 0.0))
 
 
 def test_mixed_devices_raise_naming_them():

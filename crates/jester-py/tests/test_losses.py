@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_pair, unit_rows
 
 import jester
+from conftest import random_pair, unit_rows
 
 N, D = 48, 16
 
@@ -76,13 +76,6 @@ def test_loss_and_embedding_gradients_match_pytorch(loss, dtype):
 
 
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True")
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="bug: lib.rs `scalar()` tries `extract::<f64>()` before the tensor branch, and a 0-dim "
-    "tensor converts through Tensor.__float__, so t and b are detached: t.grad and b.grad stay "
-    "None (autograd.grad: 'appears to not have been used in the graph')",
-)
 @pytest.mark.parametrize("loss", ["sigmoid", "softmax"])
 def test_loss_gradients_reach_temperature_and_bias(loss):
     """A model's log-scale parameter and bias: gradients reach them through `t = exp(t')`."""

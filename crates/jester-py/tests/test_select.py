@@ -9,9 +9,9 @@ import time
 
 import pytest
 import torch
-from conftest import random_pair
 
 import jester
+from conftest import random_pair
 
 B, D, BATCH = 300, 16, 60
 
@@ -31,7 +31,7 @@ def models():
 def test_selection_is_a_sub_batch_in_chunks(models, method, chunks, expected_chunks, loss):
     learner, reference = models
     indices, summary = jester.select(
-        learner, reference, BATCH, method=method, chunks=chunks, loss=loss, seed=3
+        learner, reference, BATCH, method=method, chunks=chunks, loss=loss, seed=3, summary=True
     )
     assert indices.dtype == torch.int64 and indices.device.type == "cpu"
     assert indices.shape == (BATCH,)
@@ -55,15 +55,15 @@ def test_seed_decides_the_selection(models):
     assert not torch.equal(first, other)
 
 
-def test_summary_false_leaves_out_the_scores(models):
+def test_the_default_summary_leaves_out_the_scores(models):
     learner, reference = models
-    _, summary = jester.select(learner, reference, BATCH, chunks=4, summary=False)
+    _, summary = jester.select(learner, reference, BATCH, chunks=4)
     assert summary == {"chunk_sizes": [15, 15, 15, 15], "score": "learnability"}
 
 
 def test_learnability_selection_beats_uniform_and_hard_learner_ignores_reference(models):
     learner, reference = models
-    _, summary = jester.select(learner, reference, BATCH, chunks=4)
+    _, summary = jester.select(learner, reference, BATCH, chunks=4, summary=True)
     assert summary["selected"] > summary["uniform"]
     alone, s_alone = jester.select(learner, None, BATCH, score="hard_learner", chunks=4)
     given, s_given = jester.select(learner, reference, BATCH, score="hard-learner", chunks=4)
@@ -85,9 +85,7 @@ def test_high_gain_independent_selection_takes_the_top_scores(models, loss):
     per-example scores: each pair's own learnability for the sigmoid loss (its score as a batch of
     one), its learnability within the super-batch (`jester.scores`) for the softmax loss."""
     learner, reference = models
-    indices, _ = jester.select(
-        learner, reference, BATCH, method="independent", loss=loss, gain=1e6
-    )
+    indices, _ = jester.select(learner, reference, BATCH, method="independent", loss=loss, gain=1e6)
     if loss == "sigmoid":
 
         def own(e):
@@ -164,14 +162,20 @@ def test_uniform_selection_without_reference_and_summary(models):
     assert len(set(indices.tolist())) == BATCH and summary["chunk_sizes"] == [BATCH]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: select(method='uniform', reference=None) passes the argument checks (uniform "
-    "needs no score), then the default summary=True scores the batch by learnability without a "
-    "reference: 'Scorer: the learnability score needs reference embeddings' (the CLI allows it)",
-)
 def test_uniform_selection_needs_no_reference(models):
     learner, _ = models
     indices, _ = jester.select(learner, None, BATCH, method="uniform")
+    assert len(set(indices.tolist())) == BATCH
+
+
+def test_a_reference_of_another_width_is_a_model_of_its_own(models):
+    # Learner and reference are different models: their embedding widths may differ.
+    learner, reference = models
+    narrow = jester.Embeddings(
+        reference.image[:, :5].contiguous(),
+        reference.text[:, :5].contiguous(),
+        reference.t,
+        reference.b,
+    )
+    indices, _ = jester.select(learner, narrow, BATCH, chunks=4)
     assert len(set(indices.tolist())) == BATCH

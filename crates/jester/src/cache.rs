@@ -67,17 +67,24 @@ impl EmbeddingWriter {
                 "embedding width changed mid-run",
             ));
         }
-        for key in keys {
-            if let Some(row) = self.seen.insert(key.clone(), self.keys.len()) {
+        // Every key is checked before any is recorded: a refused batch leaves the writer as it was.
+        let mut batch = HashMap::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let earlier = self.seen.get(key).copied().or(batch.get(key).copied());
+            if let Some(row) = earlier {
                 return Err(Error::invalid(
                     "embedding writer",
                     format!(
                         "sample key {key:?} appears twice (rows {row} and {}); embeddings are keyed by \
                          sample key, so the shards must not repeat keys",
-                        self.keys.len()
+                        self.keys.len() + i
                     ),
                 ));
             }
+            batch.insert(key, self.keys.len() + i);
+        }
+        for key in keys {
+            self.seen.insert(key.clone(), self.keys.len());
             self.keys.push(key.clone());
         }
         for (tensor, file, path) in [

@@ -14,6 +14,7 @@ Rust engine without copies, on their own device; selection releases the GIL.
 # libtorch and its Python bindings must be loaded before the extension that links them.
 import torch  # noqa: F401
 
+from . import distributed
 from ._jester import (
     Embeddings,
     ReferenceCache,
@@ -24,16 +25,14 @@ from ._jester import (
     softmax_loss,
 )
 
-from . import distributed  # noqa: E402
-
 __all__ = [
     "Embeddings",
     "ReferenceCache",
     "ReferenceCacheWriter",
+    "distributed",
     "scores",
     "select",
     "sigmoid_loss",
     "softmax_loss",
-    "distributed",
 ]
 __version__ = "0.1.0"

@@ -1,15 +1,17 @@
 """Type stubs of the `jester` package (the extension `jester._jester` and `jester.distributed`)."""
 
-from typing import Literal, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
+from typing_extensions import TypeAlias
 
 from . import distributed as distributed
 
-Method = Literal["joint", "independent", "uniform"]
-Score = Literal["learnability", "hard_learner", "easy_reference", "uniform"]
-Loss = Literal["sigmoid", "softmax"]
-Scalar = Union[float, torch.Tensor]
+Method: TypeAlias = Literal["joint", "independent", "uniform"]
+Score: TypeAlias = Literal["learnability", "hard_learner", "easy_reference", "uniform"]
+Loss: TypeAlias = Literal["sigmoid", "softmax"]
+Scalar: TypeAlias = float | torch.Tensor
 
 __version__: str
 
@@ -33,7 +35,7 @@ class Embeddings:
 
 def select(
     learner: Embeddings,
-    reference: Optional[Embeddings],
+    reference: Embeddings | None,
     batch_size: int,
     *,
     method: Method = "joint",
@@ -42,15 +44,16 @@ def select(
     chunks: int = 16,
     gain: float = 100.0,
     seed: int = 0,
-    summary: bool = True,
+    summary: bool = False,
     groups: int = 1,
 ) -> tuple[torch.Tensor, dict]:
     """Selects batch_size of the B examples: joint selection draws them in `chunks` chunks, each
     conditioned on the chunks before (paper Alg. 1), by Gumbel-top-k on gain × the scores.
 
     Returns (indices: int64 [batch_size] on the embeddings' device, in selection order; summary:
-    chunk_sizes, score, and — unless summary=False — the mean score per example of the selected
-    batch (`selected`) and of a uniform batch of the same size (`uniform`)). With `groups` = G the
+    chunk_sizes, score, and with summary=True the mean score per example of the selected batch
+    (`selected`) and of a uniform batch of the same size (`uniform`) — a pass over all B² pairs,
+    several times the selection's own time at B = 20,000, so off by default). With `groups` = G the
     super-batch is G equal consecutive groups and every chunk takes the same share of each.
     Releases the GIL while it works."""
 
@@ -62,7 +65,7 @@ def softmax_loss(image: torch.Tensor, text: torch.Tensor, t: Scalar) -> torch.Te
 
 def scores(
     learner: Embeddings,
-    reference: Optional[Embeddings],
+    reference: Embeddings | None,
     *,
     score: Score = "learnability",
     loss: Loss = "sigmoid",
@@ -81,9 +84,9 @@ class ReferenceCacheWriter:
         t: float,
         b: float,
         *,
-        shards: Optional[Sequence[str]] = None,
-        model: Optional[str] = None,
-        tokenizer: Optional[str] = None,
+        shards: Sequence[str] | None = None,
+        model: str | None = None,
+        tokenizer: str | None = None,
     ) -> str: ...
 
 class ReferenceCache:
@@ -95,4 +98,4 @@ class ReferenceCache:
     @property
     def dim(self) -> int: ...
     @property
-    def provenance(self) -> Optional[str]: ...
+    def provenance(self) -> str | None: ...

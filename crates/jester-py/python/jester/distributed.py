@@ -43,6 +43,7 @@ def select(
     chunks: int = 16,
     gain: float = 100.0,
     seed: int = 0,
+    summary: bool = False,
     group=None,
 ):
     """Global selection of ``batch_size`` examples over every rank's candidates.
@@ -78,6 +79,7 @@ def select(
         chunks=chunks,
         gain=gain,
         seed=seed,
+        summary=summary,
         groups=world,
     )
     low = rank * local
