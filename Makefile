@@ -19,7 +19,9 @@ test:
 python:
 	scripts/with-torch scripts/build-python
 
+# The open_clip example's pins (examples/requirements.txt) too, so its smoke test runs, not skips.
 test-python: python
+	scripts/with-torch python -m pip install --quiet --disable-pip-version-check -r examples/requirements.txt
 	scripts/with-torch python -m pytest -q crates/jester-py/tests
 
 bench-select:
