@@ -40,6 +40,11 @@ fn small_config(steps: usize) -> TrainConfig {
     .unwrap()
 }
 
+/// Equal up to JSON's decimal round trip (serde_json parses 16-17 digit decimals to within an ulp).
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+}
+
 fn options(out: &Path) -> TrainOptions {
     TrainOptions {
         out: out.to_owned(),
@@ -115,7 +120,13 @@ fn a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint()
     assert_eq!(after[4].update.loss, before[4].update.loss);
     assert_eq!(after[5].update.loss, before[5].update.loss);
     assert_eq!(summary.steps, 12);
-    assert_eq!(dir.summary().unwrap(), summary);
+    let written = dir.summary().unwrap();
+    assert_eq!(
+        (written.steps, written.examples_seen, written.examples_drawn),
+        (summary.steps, summary.examples_seen, summary.examples_drawn)
+    );
+    assert!(close(written.final_loss, summary.final_loss));
+    assert!(close(written.flops_train, summary.flops_train));
     std::fs::remove_dir_all(&out).unwrap();
 }
 
@@ -134,7 +145,7 @@ fn a_run_folder_holds_the_steps_typed_records() {
     let lines = dir.metrics().unwrap();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2].examples_seen, 48);
-    assert_eq!(lines[2].update.loss, summary.final_loss);
+    assert!(close(lines[2].update.loss, summary.final_loss));
     assert_eq!(dir.config().unwrap(), {
         let mut c = small_config(3);
         c.model.text.vocab_size = dir.tokenizer().unwrap().vocab_size();
