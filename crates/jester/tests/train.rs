@@ -160,3 +160,52 @@ fn a_run_folder_holds_the_steps_typed_records() {
     assert_eq!(trained.checkpoint_step, None);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Records each step's selected rows.
+struct Selections(Vec<Vec<usize>>);
+
+impl jester::train::Observer for Selections {
+    fn stepped(&mut self, metrics: &jester::train::StepMetrics) {
+        self.0.push(metrics.selected.clone());
+    }
+}
+
+#[test]
+fn selection_groups_give_each_group_its_quota_in_every_chunk() {
+    let out = bench().with_file_name(format!("jester-lib-groups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut config = small_config(3);
+    config.method = jester::config::TrainMethod::Jest;
+    config.score = jester::select::ScoreKind::HardLearner; // needs no reference
+    config.chunks = 4;
+    config.selection_groups = 2;
+    let mut seen = Selections(Vec::new());
+    train(
+        Start::Fresh(Box::new(config.clone())),
+        &options(&out),
+        seams(None),
+        &mut seen,
+    )
+    .unwrap();
+    let big = config.super_batch();
+    assert_eq!((big, config.batch), (80, 16));
+    assert_eq!(seen.0.len(), 3);
+    for selected in &seen.0 {
+        assert_eq!(selected.len(), 16);
+        for chunk in selected.chunks(4) {
+            let first = chunk.iter().filter(|&&row| row < big / 2).count();
+            assert_eq!(first, 2, "each chunk takes 2 from each half: {selected:?}");
+        }
+    }
+    // Written because it is not 1; a group count that does not divide b is refused up front.
+    assert!(std::fs::read_to_string(out.join("config.json"))
+        .unwrap()
+        .contains("\"selection_groups\": 2"));
+    config.selection_groups = 3;
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("selection_groups 3"));
+    std::fs::remove_dir_all(&out).unwrap();
+}

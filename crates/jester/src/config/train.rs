@@ -171,6 +171,19 @@ pub struct TrainConfig {
     /// existed.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// Selection quotas: the super-batch as G equal groups, every chunk taking the same share of
+    /// each (docs/ALGORITHM.md §4) — the single-process twin of a G-rank data-parallel run. Written
+    /// only when not 1, so other runs' `config.json` (and experiment keys) read as before.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub selection_groups: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl TrainConfig {
@@ -201,6 +214,7 @@ impl TrainConfig {
             keep_checkpoints: 2,
             eval_every: 0,
             precision: Precision::F32,
+            selection_groups: 1,
         })
     }
 
@@ -258,6 +272,19 @@ impl TrainConfig {
                 return bad(format!(
                     "chunks {} must be in 1..={}",
                     self.chunks, self.batch
+                ));
+            }
+            let groups = self.selection_groups;
+            let big = self.super_batch();
+            if groups == 0
+                || !big.is_multiple_of(groups)
+                || !self.batch.is_multiple_of(groups)
+                || self.chunks > self.batch / groups
+            {
+                return bad(format!(
+                    "selection_groups {groups} must divide the super-batch B = {big} and the batch \
+                     b = {}, with chunks ≤ b / groups",
+                    self.batch
                 ));
             }
             if !self.gain.is_finite() || self.gain < 0.0 {

@@ -21,7 +21,9 @@ use crate::input::{assemble, model_work, Example};
 use crate::loss::LossKind;
 use crate::model::{BatchTensors, TwoTower};
 use crate::run_dir::{ReferenceSource, ScoreSummary, Unfinished, Update};
-use crate::select::{batch_score, select, uniform_batch_score, Method, ScoreKind, SelectConfig};
+use crate::select::{
+    batch_score, select_grouped, uniform_batch_score, Method, ScoreKind, SelectConfig,
+};
 
 /// What one step did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +46,9 @@ pub struct StepMetrics {
     /// Ground-truth noise kinds among the drawn and the selected examples (benchmarks only).
     pub noise_drawn: BTreeMap<String, u64>,
     pub noise_selected: BTreeMap<String, u64>,
+    /// The trained examples' rows in the super-batch, in selection order (all B for uniform).
+    #[serde(skip)]
+    pub selected: Vec<usize>,
 }
 
 /// Sees (and may replace) each step's loss before the NaN guard: a seam for fault injection in
@@ -214,7 +219,13 @@ impl Step {
                 gain: config.gain,
                 seed: step_seed(config.seed, step),
             };
-            let selection = select(&learner, reference.as_ref(), config.batch, &select_config)?;
+            let selection = select_grouped(
+                &learner,
+                reference.as_ref(),
+                config.batch,
+                &select_config,
+                config.selection_groups,
+            )?;
             let rows = training_order(&selection.indices, parts.len(), select_config.seed);
             let index = Tensor::from_slice(&rows).to_device(device);
             seconds.insert("select".to_string(), elapsed(timer, device));
@@ -297,6 +308,7 @@ impl Step {
             score,
             noise_drawn: count(&mut (0..drawn.noise.len())),
             noise_selected: count(&mut selected.iter().copied()),
+            selected,
         })
     }
 }
