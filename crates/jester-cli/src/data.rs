@@ -8,7 +8,9 @@ use jester_data::benchmark::synthetic::{self, SyntheticConfig};
 use jester_data::benchmark::Summary;
 use jester_data::synthetic_embeddings::{generate, write_safetensors, ClusteredConfig};
 
-use crate::output::{with_overrides, write_json};
+use jester::config::with_overrides;
+
+use crate::output::write_json;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -82,7 +84,7 @@ where
     if let Some(seed) = args.seed {
         set.push(format!("benchmark.seed={seed}"));
     }
-    with_overrides(base, &set)
+    Ok(with_overrides(base, &set)?)
 }
 
 fn report(args: &BenchmarkArgs, summary: Summary) -> Result<()> {

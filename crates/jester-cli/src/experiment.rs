@@ -89,31 +89,7 @@ impl RunObserver for Terminal {
         eprintln!("{text}");
     }
     fn training(&mut self, _name: &str) -> Box<dyn Observer> {
-        Box::new(Finishing(Progress::new()))
-    }
-}
-
-/// A progress bar finished when its run ends.
-struct Finishing(Progress);
-
-impl Observer for Finishing {
-    fn started(&mut self, config: &jester::config::TrainConfig, from_step: usize) {
-        self.0.started(config, from_step);
-    }
-    fn stepped(&mut self, metrics: &jester::train::StepMetrics) {
-        self.0.stepped(metrics);
-    }
-    fn logged(&mut self, line: &jester::run_dir::StepLine) {
-        self.0.logged(line);
-    }
-    fn checkpointed(&mut self, step: usize, dir: &std::path::Path) {
-        self.0.checkpointed(step, dir);
-    }
-}
-
-impl Drop for Finishing {
-    fn drop(&mut self) {
-        self.0.finish();
+        Box::new(Progress::new())
     }
 }
 

@@ -16,11 +16,3 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     Ok(jester_data::atomic::write_atomic(path, bytes)?)
 }
-
-/// `--set` settings over a config (the library's [`jester::config::with_overrides`]).
-pub fn with_overrides<T>(config: T, settings: &[String]) -> Result<T>
-where
-    T: serde::Serialize + serde::de::DeserializeOwned,
-{
-    Ok(jester::config::with_overrides(config, settings)?)
-}

@@ -169,6 +169,13 @@ impl Progress {
     }
 }
 
+/// A run's bar is finished however the run ends (an experiment drops each run's observer).
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 impl Observer for Progress {
     fn started(&mut self, config: &TrainConfig, from_step: usize) {
         tracing::info!(

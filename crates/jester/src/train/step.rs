@@ -75,6 +75,9 @@ pub struct Step {
     reference: Reference,
     loader: Loader<Example>,
     costs: StepCosts,
+    /// B and the (rows, patch) parts of the trained batch: fixed by the config.
+    super_batch: usize,
+    parts: Vec<(usize, usize)>,
     collective: Box<dyn Collective>,
     loss_hook: Option<LossHook>,
     done: usize,
@@ -144,6 +147,7 @@ impl Step {
         let work = model_work(&config, inputs.tokenizer);
         let loader = Loader::new(inputs.shards, &loader_options, work, cursor)?;
         let costs = StepCosts::new(&config, &reference);
+        let (super_batch, parts) = (config.super_batch(), config.train_parts());
         Ok(Self {
             config,
             device: inputs.device,
@@ -153,6 +157,8 @@ impl Step {
             reference,
             loader,
             costs,
+            super_batch,
+            parts,
             collective,
             loss_hook: None,
             done,
@@ -195,9 +201,9 @@ impl Step {
         let device = self.device;
         let mut seconds = BTreeMap::new();
         let timer = Instant::now();
-        let drawn = assemble(self.loader.next_batch(config.super_batch())?, device);
+        let drawn = assemble(self.loader.next_batch(self.super_batch)?, device);
         seconds.insert("load".to_string(), elapsed(timer, device));
-        let parts = config.train_parts();
+        let parts = &self.parts;
 
         let (batch, selected, score) = if config.method.scores() {
             let timer = Instant::now();
@@ -248,7 +254,7 @@ impl Step {
 
         let timer = Instant::now();
         zero_grads(&self.parameters);
-        let (image, text) = self.model.train_embeddings(&batch, &parts)?;
+        let (image, text) = self.model.train_embeddings(&batch, parts)?;
         let (image, text) = self.collective.gather_for_loss(image, text)?;
         let mut loss = self.model.pair_loss(&image, &text);
         if let Some(hook) = &mut self.loss_hook {
