@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 use crate::sample::RawSample;
 use crate::shard_reader::{read_shard, ShardItem};
+use crate::share::Share;
 use crate::skip::{SkipCounts, SkipReason};
 
 /// How a loader reads its shards.
@@ -104,6 +105,18 @@ impl<T: Send + 'static> Loader<T> {
         work: Work<T>,
         cursor: Option<LoaderCursor>,
     ) -> Result<Self> {
+        Self::new_share(shards, options, work, cursor, Share::WHOLE)
+    }
+
+    /// [`new`](Self::new) reading only `share` of the shards ([`Share`]); the shares of one corpus
+    /// with one seed are disjoint and cover it.
+    pub fn new_share(
+        shards: Vec<PathBuf>,
+        options: &LoaderOptions,
+        work: Work<T>,
+        cursor: Option<LoaderCursor>,
+        share: Share,
+    ) -> Result<Self> {
         if shards.is_empty() {
             return Err(Error::Config {
                 what: "loader",
@@ -120,8 +133,11 @@ impl<T: Send + 'static> Loader<T> {
             token_tx.send(()).expect("capacity");
         }
         let mut threads = Vec::new();
+        let by_shard = share.by_shard(shards.len());
         let reader = Reader {
-            shards,
+            shards: share.shards(shards),
+            share,
+            by_shard,
             options: options.clone(),
             start: cursor.clone(),
         };
@@ -255,6 +271,9 @@ impl<T: Send + 'static> Drop for Loader<T> {
 
 struct Reader {
     shards: Vec<PathBuf>,
+    share: Share,
+    /// Whether the share owns whole shards (else it keeps every `count`-th item it reads).
+    by_shard: bool,
     options: LoaderOptions,
     start: LoaderCursor,
 }
@@ -307,6 +326,19 @@ impl Reader {
         if self.options.shuffle {
             order.shuffle(&mut rng);
         }
+        if self.share.count > 1 {
+            // The shard order above is shared by every share (each reads the same stream when
+            // splitting by sample); the buffer's draws are this share's own.
+            rng = ChaCha8Rng::seed_from_u64(
+                self.share.seed(self.options.seed) ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+        }
+        let (index, count, by_sample) = (
+            self.share.index as u64,
+            self.share.count as u64,
+            !self.by_shard,
+        );
+        let mut read = 0u64;
         let capacity = if self.options.shuffle {
             self.options.shuffle_buffer.max(1)
         } else {
@@ -314,16 +346,22 @@ impl Reader {
         };
         let mut buffer: Vec<RawSample> = Vec::with_capacity(capacity);
         for &s in &order {
-            read_shard(&self.shards[s], |item| match item {
-                ShardItem::Skip(reason) => emit(Item::Skip(reason)),
-                ShardItem::Sample(raw) => {
-                    if capacity <= 1 {
-                        emit(Item::Raw(raw));
-                    } else if buffer.len() < capacity {
-                        buffer.push(raw);
-                    } else {
-                        let i = rng.gen_range(0..buffer.len());
-                        emit(Item::Raw(std::mem::replace(&mut buffer[i], raw)));
+            read_shard(&self.shards[s], |item| {
+                read += 1;
+                if by_sample && (read - 1) % count != index {
+                    return;
+                }
+                match item {
+                    ShardItem::Skip(reason) => emit(Item::Skip(reason)),
+                    ShardItem::Sample(raw) => {
+                        if capacity <= 1 {
+                            emit(Item::Raw(raw));
+                        } else if buffer.len() < capacity {
+                            buffer.push(raw);
+                        } else {
+                            let i = rng.gen_range(0..buffer.len());
+                            emit(Item::Raw(std::mem::replace(&mut buffer[i], raw)));
+                        }
                     }
                 }
             })?;
