@@ -117,6 +117,7 @@ pub fn run(args: TrainBench) -> Result<()> {
         &cache,
         1024,
         2,
+        &jester::collective::SingleProcess,
         |_| {},
     )?;
     let tokenizer = reference_dir

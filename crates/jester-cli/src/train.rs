@@ -13,6 +13,7 @@ use jester::train::{train, Observer, Seams, Start, StepMetrics, TrainOptions};
 
 use crate::output::write_json;
 use crate::select::parse_device;
+use crate::Processes;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -62,6 +63,10 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its newest checkpoint (same config and data).
     #[arg(long, conflicts_with_all = ["out", "config", "set", "method", "steps"])]
     resume: Option<PathBuf>,
+    /// If --out already holds a run, continue it (its saved config and inputs) instead of refusing:
+    /// the same command line then starts and restarts a run (torchrun --max-restarts).
+    #[arg(long, requires = "out")]
+    auto_resume: bool,
     /// auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -76,14 +81,61 @@ pub fn unfinished(allow: bool) -> Unfinished {
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
-    let device = parse_device(&args.device)?;
-    let (start, out, inputs) = if let Some(dir) = &args.resume {
-        let mut inputs = RunDir::new(dir).inputs()?;
+/// The device of a process: under torchrun, `auto` is this rank's GPU (LOCAL_RANK) when CUDA is
+/// there, else the CPU, and `cuda` is this rank's GPU.
+pub fn process_device(name: &str, processes: Option<&Processes>) -> Result<tch::Device> {
+    match processes {
+        Some(p) if name == "auto" => Ok(if tch::Cuda::is_available() {
+            parse_device(&format!("cuda:{}", p.local_rank))?
+        } else {
+            tch::Device::Cpu
+        }),
+        Some(p) if name == "cuda" => parse_device(&format!("cuda:{}", p.local_rank)),
+        _ => parse_device(name),
+    }
+}
+
+/// Rank 0's answer to `read` on every rank (the run folder is rank 0's: other machines may not
+/// see it).
+fn from_lead<T: serde::Serialize + serde::de::DeserializeOwned>(
+    processes: Option<&Processes>,
+    read: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let Some(p) = processes else {
+        return read();
+    };
+    let lead = p.collective.rank() == 0;
+    let value = if lead { Some(read()) } else { None };
+    let sent = value
+        .as_ref()
+        .map(|v| serde_json::to_vec(&v.as_ref().map_err(|e| format!("{e:#}"))).expect("json"));
+    let bytes = p.collective.broadcast_bytes(sent)?;
+    if let Some(value) = value {
+        return value;
+    }
+    let received: std::result::Result<T, String> = serde_json::from_slice(&bytes)?;
+    received.map_err(|e| anyhow::anyhow!("rank 0: {e}"))
+}
+
+pub fn run(args: TrainArgs, processes: Option<Processes>) -> Result<()> {
+    let device = process_device(&args.device, processes.as_ref())?;
+    let existing = match (&args.resume, &args.out) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some(out)) if args.auto_resume => {
+            let out = out.clone();
+            from_lead(processes.as_ref(), || {
+                Ok(RunDir::new(&out).join(RunDir::CONFIG).exists())
+            })?
+            .then_some(out)
+        }
+        _ => None,
+    };
+    let (start, out, inputs) = if let Some(dir) = existing {
+        let mut inputs = from_lead(processes.as_ref(), || Ok(RunDir::new(&dir).inputs()?))?;
         if !args.data.is_empty() {
             inputs.data = args.data.clone();
         }
-        (Start::Resume, dir.clone(), inputs)
+        (Start::Resume, dir, inputs)
     } else {
         let mut config = TrainConfig::load(&args.config, &args.set)?;
         if let Some(m) = args.method {
@@ -130,10 +182,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eval: inputs.eval,
     };
     let mut progress = Progress::new();
-    let seams = Seams::single_process(Box::new(jester::eval::open));
+    let mut seams = Seams::single_process(Box::new(jester::eval::open));
+    let lead = processes.as_ref().is_none_or(|p| p.collective.rank() == 0);
+    if let Some(p) = processes {
+        tracing::info!(
+            "rank {} of {} on {device:?}",
+            p.collective.rank(),
+            p.collective.world_size()
+        );
+        seams.collective = p.collective;
+    }
     let summary = train(start, &options, seams, &mut progress)?;
     progress.finish();
-    report(&summary, &out);
+    if lead {
+        report(&summary, &out);
+    }
     Ok(())
 }
 
@@ -247,22 +310,36 @@ pub struct EmbedArgs {
     device: String,
 }
 
-pub fn embed(args: EmbedArgs) -> Result<()> {
-    let device = parse_device(&args.device)?;
+pub fn embed(args: EmbedArgs, processes: Option<Processes>) -> Result<()> {
+    let device = process_device(&args.device, processes.as_ref())?;
+    let single = jester::collective::SingleProcess;
+    let collective: &dyn jester::collective::Collective = processes
+        .as_ref()
+        .map_or(&single, |p| p.collective.as_ref());
+    let lead = collective.rank() == 0;
     let trained = load_trained(&args.model, device, unfinished(args.allow_unfinished))?;
     tracing::info!("embedding with {}", trained.weights.display());
-    let bar = std::io::stderr()
-        .is_terminal()
+    let bar = (lead && std::io::stderr().is_terminal())
         .then(|| ProgressBar::new_spinner().with_message("samples embedded"));
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let summary =
-        jester::embed::embed_shards(&trained, &args.data, &args.out, args.batch, workers, |n| {
+    let summary = jester::embed::embed_shards(
+        &trained,
+        &args.data,
+        &args.out,
+        args.batch,
+        workers,
+        collective,
+        |n| {
             if let Some(bar) = &bar {
                 bar.set_position(n as u64);
             }
-        })?;
+        },
+    )?;
     if let Some(bar) = bar {
         bar.finish();
+    }
+    if !lead {
+        return Ok(());
     }
     eprintln!(
         "{} samples embedded (D = {}, t = {:.3}, b = {:.3}) into {}; {} skipped{}",

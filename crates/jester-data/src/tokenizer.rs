@@ -226,12 +226,25 @@ impl TextTokenizer {
     /// Writes the `tokenizer.json` (pretty-printed, byte-identical for identical tokenizers).
     /// Atomic ([`crate::atomic`]).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let json = self.inner.to_string(true).map_err(|e| Error::Tokenizer {
+        crate::atomic::write_atomic(path.as_ref(), self.to_json()?.as_bytes())
+    }
+
+    /// The `tokenizer.json` text [`save`](Self::save) writes.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(true).map_err(|e| Error::Tokenizer {
             op: "serialise",
             why: e.to_string(),
+        })
+    }
+
+    /// A tokenizer from [`to_json`](Self::to_json)'s text (e.g. sent by another process);
+    /// `origin` names where it came from in errors.
+    pub fn from_json(json: &str, origin: &Path) -> Result<Self> {
+        let inner = Tokenizer::from_str(json).map_err(|e| Error::TokenizerFile {
+            path: origin.to_owned(),
+            why: e.to_string(),
         })?;
-        crate::atomic::write_atomic(path, json.as_bytes())
+        Ok(Self::wrap(inner))
     }
 
     /// One caption as exactly `context_length` (T) ids: the tokenizer's special tokens added,

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 mod cache;
 mod checks;
+mod cli;
 mod embeddings;
 mod losses;
 mod select;
@@ -16,6 +17,7 @@ fn _jester(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::ReferenceCacheWriter>()?;
     m.add_class::<cache::ReferenceCache>()?;
     m.add_function(wrap_pyfunction!(select::select, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::cli, m)?)?;
     m.add_function(wrap_pyfunction!(losses::sigmoid_loss, m)?)?;
     m.add_function(wrap_pyfunction!(losses::softmax_loss, m)?)?;
     m.add_function(wrap_pyfunction!(losses::scores, m)?)?;

@@ -8,7 +8,8 @@ use serde::Serialize;
 use jester_data::SkipCounts;
 
 use crate::cache::EmbeddingWriter;
-use crate::error::Result;
+use crate::collective::Collective;
+use crate::error::{Error, Result};
 use crate::input::{assemble, file_order_loader};
 use crate::lock::Lock;
 use crate::provenance::Provenance;
@@ -26,43 +27,100 @@ pub struct EmbedSummary {
 
 /// Embeds every sample of `data` once, in file order, `batch` at a time, into `out`
 /// (the layout of [`crate::cache`]); `progress` sees the running sample count.
+///
+/// Data-parallel (`collective` spanning W processes): each rank embeds its share of the shards
+/// ([`jester_data::Share`]); round by round, rank 0 gathers every rank's batch and appends it to the
+/// one cache it writes. The cache holds the same keys and embeddings as a one-process pass (rows
+/// in another order; lookups go by key).
 pub fn embed_shards(
     trained: &TrainedModel,
     data: &[String],
     out: &Path,
     batch: usize,
     workers: usize,
+    collective: &dyn Collective,
     mut progress: impl FnMut(usize),
 ) -> Result<EmbedSummary> {
-    // Two embeds into one file would interleave their temporary files.
-    let _lock = Lock::beside(out, "the embedding cache")?;
+    let lead = collective.rank() == 0;
     let config = &trained.config;
-    let shards = jester_data::expand_shards(data)?;
-    let provenance = Provenance::compute(
-        &shards,
-        &trained.weights,
-        &trained.run.join("tokenizer.json"),
-        trained.checkpoint_step,
-    )?;
+    // Two embeds into one file would interleave their temporary files.
+    let prepared: Result<Option<(Lock, Provenance, EmbeddingWriter)>> = if lead {
+        (|| {
+            let lock = Lock::beside(out, "the embedding cache")?;
+            let shards = jester_data::expand_shards(data)?;
+            let provenance = Provenance::compute(
+                &shards,
+                &trained.weights,
+                &trained.run.join("tokenizer.json"),
+                trained.checkpoint_step,
+            )?;
+            Ok(Some((lock, provenance, EmbeddingWriter::create(out)?)))
+        })()
+    } else {
+        Ok(None)
+    };
+    // Rank 0's failure to start (a locked or unwritable output) stops every rank.
+    let failed = prepared.as_ref().err().map(|e| e.to_string());
+    let verdict =
+        collective.broadcast_bytes(lead.then(|| failed.unwrap_or_default().into_bytes()))?;
+    if !verdict.is_empty() && !lead {
+        return Err(Error::Distributed {
+            rank: 0,
+            what: String::from_utf8_lossy(&verdict).into_owned(),
+        });
+    }
+    let mut prepared = prepared?;
+    let share = jester_data::Share::new(collective.rank(), collective.world_size())?;
     let mut loader = file_order_loader(
         data,
         config,
         &trained.tokenizer,
         workers,
         (2 * batch).max(64),
+        share,
     )?;
-    let mut writer = EmbeddingWriter::create(out)?;
     let model = &trained.model;
     let patch = config.model.image.patch_size;
+    let mut written = 0;
     loop {
         let examples = loader.next_batch(batch.max(1))?;
-        if examples.is_empty() {
+        let keys: Vec<String> = examples.iter().map(|e| e.key.clone()).collect();
+        let all_keys = gather_keys(collective, &keys)?;
+        if all_keys.is_empty() {
             break;
         }
-        let drawn = assemble(examples, model.device());
-        let embeddings = model.embed(&drawn.tensors, patch)?;
-        writer.append(&drawn.keys, embeddings.image(), embeddings.text())?;
-        progress(writer.len());
+        let (image, text) = if examples.is_empty() {
+            let d = config.model.embed_dim as i64;
+            let empty = || tch::Tensor::zeros([0, d], (tch::Kind::Float, model.device()));
+            (empty(), empty())
+        } else {
+            let drawn = assemble(examples, model.device());
+            let embeddings = model.embed(&drawn.tensors, patch)?;
+            (
+                embeddings.image().shallow_clone(),
+                embeddings.text().shallow_clone(),
+            )
+        };
+        let image = collective.gather_rows(&image)?;
+        let text = collective.gather_rows(&text)?;
+        if let Some((_, _, writer)) = &mut prepared {
+            writer.append(&all_keys, &image, &text)?;
+        }
+        written += all_keys.len();
+        progress(written);
+    }
+    let mut skipped = SkipCounts::default();
+    for (rank, bytes) in collective
+        .all_gather_bytes(serde_json::to_vec(loader.skipped()).expect("serialises"))?
+        .into_iter()
+        .enumerate()
+    {
+        let counts: SkipCounts =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
+                rank,
+                what: format!("its skip counts do not parse ({e})"),
+            })?;
+        skipped.merge(&counts);
     }
     let (t, b) = {
         let _guard = tch::no_grad_guard();
@@ -71,13 +129,33 @@ pub fn embed_shards(
             model.bias().double_value(&[]),
         )
     };
-    let samples = writer.len();
-    writer.finish(t, b, Some(&provenance))?;
+    if let Some((_lock, provenance, writer)) = prepared {
+        writer.finish(t, b, Some(&provenance))?;
+    }
+    // No rank reports success before rank 0 has written the cache.
+    collective.barrier()?;
     Ok(EmbedSummary {
-        samples,
+        samples: written,
         dim: config.model.embed_dim,
         t,
         b,
-        skipped: loader.skipped().clone(),
+        skipped,
     })
+}
+
+/// Every rank's keys of this round, in rank order.
+fn gather_keys(collective: &dyn Collective, keys: &[String]) -> Result<Vec<String>> {
+    if collective.world_size() == 1 {
+        return Ok(keys.to_vec());
+    }
+    let mine = serde_json::to_vec(keys).expect("keys serialise");
+    let mut all = Vec::new();
+    for (rank, bytes) in collective.all_gather_bytes(mine)?.into_iter().enumerate() {
+        let part: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
+            rank,
+            what: format!("its sample keys do not parse ({e})"),
+        })?;
+        all.extend(part);
+    }
+    Ok(all)
 }

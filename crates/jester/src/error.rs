@@ -41,6 +41,9 @@ pub enum Error {
         what: String,
         checkpoint: Option<PathBuf>,
     },
+    /// Another process of a data-parallel run failed, or the ranks disagree.
+    #[error("data-parallel run, rank {rank}: {what}")]
+    Distributed { rank: usize, what: String },
 }
 
 impl Error {

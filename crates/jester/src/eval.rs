@@ -114,7 +114,7 @@ impl EvalSet {
         tokenizer: &TextTokenizer,
     ) -> Result<Self> {
         let context = config.model.text.context_length;
-        let loader = file_order_loader(data, config, tokenizer, 2, 256)?;
+        let loader = file_order_loader(data, config, tokenizer, 2, 256, jester_data::Share::WHOLE)?;
         let examples = loader.collect::<std::result::Result<Vec<_>, _>>()?;
         if examples.is_empty() {
             return Err(Error::invalid("eval", format!("no samples in {data:?}")));

@@ -67,14 +67,15 @@ pub fn example_work(
     })
 }
 
-/// A loader that reads `data` once, in file order, making examples for a model trained with
-/// `config` (what `embed` and evaluation read; training shuffles instead).
+/// A loader that reads `share` of `data` once, in file order, making examples for a model trained
+/// with `config` (what `embed` and evaluation read; training shuffles instead).
 pub fn file_order_loader(
     data: &[String],
     config: &crate::config::TrainConfig,
     tokenizer: &TextTokenizer,
     workers: usize,
     prefetch: usize,
+    share: jester_data::Share,
 ) -> crate::error::Result<jester_data::Loader<Example>> {
     let shards = jester_data::expand_shards(data)?;
     let options = jester_data::LoaderOptions {
@@ -86,7 +87,9 @@ pub fn file_order_loader(
         seed: 0,
     };
     let work = model_work(config, tokenizer);
-    Ok(jester_data::Loader::new(shards, &options, work, None)?)
+    Ok(jester_data::Loader::new_share(
+        shards, &options, work, None, share,
+    )?)
 }
 
 /// [`example_work`] for a model trained with `config`: its decoding options, its resolution, its

@@ -13,6 +13,7 @@
 //! ```
 //! CUDA is used when libtorch sees a GPU ([`default_device`]), the CPU otherwise, with one build.
 pub mod cache;
+pub mod collective;
 pub mod config;
 pub mod embed;
 pub mod embeddings;

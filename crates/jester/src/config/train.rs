@@ -172,7 +172,9 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
     /// Selection quotas: the super-batch as G equal groups, every chunk taking the same share of
-    /// each (docs/ALGORITHM.md §4) — the single-process twin of a G-rank data-parallel run. Written
+    /// each (docs/ALGORITHM.md §4), each group drawn from its own share of the shards and encoded
+    /// on its own — the single-process twin of a G-rank data-parallel run, which sets it to the
+    /// world size (a multiple of it is allowed: each rank then holds several groups). Written
     /// only when not 1, so other runs' `config.json` (and experiment keys) read as before.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub selection_groups: usize,
@@ -252,6 +254,16 @@ impl TrainConfig {
         }
     }
 
+    /// The parts of one group's (one rank's) share of the trained batch: [`Self::train_parts`]
+    /// with every part's rows divided by `selection_groups` (validated to divide them).
+    pub fn group_parts(&self) -> Vec<(usize, usize)> {
+        let groups = self.selection_groups.max(1);
+        self.train_parts()
+            .into_iter()
+            .map(|(rows, patch)| (rows / groups, patch))
+            .collect()
+    }
+
     /// Checks everything once, before a run starts.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::invalid("train config", what));
@@ -275,21 +287,32 @@ impl TrainConfig {
                 ));
             }
             let groups = self.selection_groups;
-            let big = self.super_batch();
-            if groups == 0
-                || !big.is_multiple_of(groups)
-                || !self.batch.is_multiple_of(groups)
-                || self.chunks > self.batch / groups
-            {
+            if groups > 0 && self.chunks > self.batch / groups {
                 return bad(format!(
-                    "selection_groups {groups} must divide the super-batch B = {big} and the batch \
-                     b = {}, with chunks ≤ b / groups",
-                    self.batch
+                    "chunks {} must be ≤ b / selection_groups = {}",
+                    self.chunks,
+                    self.batch / groups
                 ));
             }
             if !self.gain.is_finite() || self.gain < 0.0 {
                 return bad(format!("gain {} must be finite and ≥ 0", self.gain));
             }
+        }
+        let groups = self.selection_groups;
+        let big = self.super_batch();
+        if groups == 0
+            || !big.is_multiple_of(groups)
+            || self
+                .train_parts()
+                .iter()
+                .any(|p| !p.0.is_multiple_of(groups))
+        {
+            return bad(format!(
+                "selection_groups {groups} must divide the super-batch B = {big} and each part of \
+                 the batch ({:?} rows at each resolution); a data-parallel run sets it to the world \
+                 size, so b and B must be multiples of the number of processes",
+                self.train_parts().iter().map(|p| p.0).collect::<Vec<_>>()
+            ));
         }
         if self.method == TrainMethod::FlexiJest {
             self.model.check_patch(self.score_patch())?;

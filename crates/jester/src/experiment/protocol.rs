@@ -299,7 +299,15 @@ fn reference(
     let trained = load_trained(&dir, device, Unfinished::Refuse)?;
     observer.message(&format!("reference ({name}): embedding the pool"));
     let pool = data.join("pool").to_string_lossy().into_owned();
-    crate::embed::embed_shards(&trained, &[pool], &cache, 1024, 2, |_| {})?;
+    crate::embed::embed_shards(
+        &trained,
+        &[pool],
+        &cache,
+        1024,
+        2,
+        &crate::collective::SingleProcess,
+        |_| {},
+    )?;
     Ok((dir, cache))
 }
 

@@ -155,6 +155,9 @@ impl TwoTower {
         &mut self.vars
     }
 
+    /// The parameters the loss uses directly (t' and b), not through an embedding.
+    pub const LOSS_PARAMETERS: [&'static str; 2] = ["log_temperature", "bias"];
+
     /// Trainable parameters: (name, tensor), sorted by name so every run visits them in one order.
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
         let mut named: Vec<(String, Tensor)> = self.vars.variables().into_iter().collect();

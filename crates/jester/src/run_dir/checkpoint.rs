@@ -20,8 +20,12 @@ use crate::error::{Error, Result};
 pub struct RunState {
     /// Steps completed.
     pub step: usize,
-    /// The pool loader's position.
+    /// The pool loader's position (with selection groups, group 0's).
     pub cursor: LoaderCursor,
+    /// With selection groups (a data-parallel run), groups 1..G's loader positions; written only
+    /// when there are some, so single-loader checkpoints read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_cursors: Vec<LoaderCursor>,
     /// Examples trained on (b per step).
     pub examples_seen: u64,
     /// Examples drawn from the pool (B per step when scoring).
@@ -33,6 +37,30 @@ pub struct RunState {
     /// Ground-truth noise kinds drawn and trained on so far.
     pub noise_drawn: BTreeMap<String, u64>,
     pub noise_selected: BTreeMap<String, u64>,
+}
+
+impl RunState {
+    /// Every group's loader position, group 0 first.
+    pub fn cursors(&self) -> Vec<LoaderCursor> {
+        std::iter::once(self.cursor.clone())
+            .chain(self.other_cursors.iter().cloned())
+            .collect()
+    }
+    /// Sets every group's loader position, group 0 first.
+    pub fn set_cursors(&mut self, mut cursors: Vec<LoaderCursor>) {
+        if !cursors.is_empty() {
+            self.cursor = cursors.remove(0);
+        }
+        self.other_cursors = cursors;
+    }
+    /// Samples skipped so far over all groups.
+    pub fn skipped(&self) -> jester_data::SkipCounts {
+        let mut total = jester_data::SkipCounts::default();
+        for c in std::iter::once(&self.cursor).chain(&self.other_cursors) {
+            total.merge(&c.skipped);
+        }
+        total
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {

@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 use jester_data::expand_shards;
 use jester_data::tokenizer::TextTokenizer;
 
-use super::collective::{Collective, SingleProcess};
+use serde::{Deserialize, Serialize};
+
+use jester_data::LoaderCursor;
+
 use super::setup::set_up;
-use super::step::{LossHook, Step, StepInputs, StepMetrics};
+use super::step::{LossHook, Resume, Step, StepInputs, StepMetrics};
+use crate::collective::{Collective, SingleProcess};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
@@ -76,34 +80,37 @@ pub struct Silent;
 impl Observer for Silent {}
 
 /// Runs (or resumes) a training run to its last step.
+///
+/// In a data-parallel run (`seams.collective` spanning W processes) every rank calls this with the
+/// same arguments: rank 0 owns the run folder (claim, config, tokenizer, metrics, evaluations,
+/// checkpoints, summary) and sends the others what they need; `selection_groups` is set to W when
+/// it is 1; only rank 0 reports to `observer`.
 pub fn train(
     start: Start,
     options: &TrainOptions,
     seams: Seams,
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary> {
-    let mut claim = match start {
-        Start::Fresh(_) => Claim::fresh(&options.out)?,
-        Start::Resume => Claim::existing(&options.out)?,
-    };
-    let dir = claim.dir();
+    let collective = seams.collective;
+    let lead = collective.rank() == 0;
     let shards = expand_shards(&options.data)?;
-    let (config, tokenizer) = match start {
-        Start::Fresh(config) => {
-            dir.write_inputs(&RunInputs::of(
-                &options.data,
-                &options.reference,
-                &options.eval,
-                options.unfinished_reference == Unfinished::Allow,
-            ))?;
-            set_up(*config, &dir, &shards, &options.reference)?
-        }
-        Start::Resume => (dir.config()?, dir.tokenizer()?),
+    let mut claim = None;
+    let opened = if lead {
+        open_run(start, options, &shards, collective.world_size()).map(|(c, opened)| {
+            claim = Some(c);
+            opened
+        })
+    } else {
+        Err(Error::invalid("train", "not rank 0"))
     };
-    let (mut state, mut last_checkpoint) = match latest_checkpoint(dir.path())? {
-        Some(checkpoint) => (read_state(&checkpoint)?, Some(checkpoint)),
-        None => (RunState::default(), None),
-    };
+    let opened = share_from_lead(collective.as_ref(), opened)?;
+    let Opened {
+        config,
+        tokenizer,
+        mut state,
+        checkpoint: mut last_checkpoint,
+    } = opened;
+    let dir = RunDir::new(&options.out);
     let inputs = StepInputs {
         shards,
         tokenizer: &tokenizer,
@@ -111,21 +118,30 @@ pub fn train(
         unfinished_reference: options.unfinished_reference,
         device: options.device,
     };
-    let resume = last_checkpoint
-        .as_deref()
-        .map(|c| (c, state.step, state.cursor.clone()));
-    let mut step = Step::new(config.clone(), inputs, resume, seams.collective)?;
+    let resume = last_checkpoint.is_some().then(|| {
+        let cursors = state.cursors();
+        let mine = cursors.len() / collective.world_size();
+        let first = collective.rank() * mine;
+        Resume {
+            checkpoint: last_checkpoint.as_deref().filter(|_| lead),
+            done: state.step,
+            cursors: cursors[first..first + mine].to_vec(),
+        }
+    });
+    let mut step = Step::new(config.clone(), inputs, resume, collective)?;
     if let Some(hook) = seams.loss_hook {
         step.set_loss_hook(hook);
     }
-    dir.truncate_lines(RunDir::METRICS, state.step)?;
-    // The evaluation after step S is written before checkpoint S, so it is kept on resuming from
-    // S; a run resumed with no checkpoint evaluates its initialisation again, so none is kept.
-    dir.truncate_lines(RunDir::EVAL, state.step)?;
-    let mut evaluator = match &options.eval {
-        Some(spec) => Some((seams.open_evaluator)(spec, &config, &tokenizer)?),
-        None => None,
-    };
+    let mut evaluator = None;
+    if lead {
+        dir.truncate_lines(RunDir::METRICS, state.step)?;
+        // The evaluation after step S is written before checkpoint S, so it is kept on resuming
+        // from S; a run resumed with no checkpoint evaluates its initialisation again.
+        dir.truncate_lines(RunDir::EVAL, state.step)?;
+        if let Some(spec) = &options.eval {
+            evaluator = Some((seams.open_evaluator)(spec, &config, &tokenizer)?);
+        }
+    }
     let mut evaluate = |step: &Step, state: &RunState, observer: &mut dyn Observer| -> Result<()> {
         let Some(evaluator) = &mut evaluator else {
             return Ok(());
@@ -149,8 +165,10 @@ pub fn train(
 
     let mut window = Window::default();
     let mut final_loss = f64::NAN;
-    claim.started();
-    observer.started(&config, state.step);
+    if let Some(claim) = &mut claim {
+        claim.started();
+        observer.started(&config, state.step);
+    }
     while step.done() < config.steps {
         let index = step.done();
         let log_now =
@@ -165,7 +183,6 @@ pub fn train(
         })?;
         final_loss = metrics.update.loss;
         state.step = metrics.step;
-        state.cursor = step.cursor().clone();
         state.examples_seen += metrics.examples_trained;
         state.examples_drawn += metrics.examples_drawn;
         state.flops_train += metrics.flops_train;
@@ -174,20 +191,27 @@ pub fn train(
         add_all(&mut state.noise_drawn, &metrics.noise_drawn);
         add_all(&mut state.noise_selected, &metrics.noise_selected);
         window.add(&metrics);
+        let eval_now = config.eval_every > 0 && state.step % config.eval_every == 0;
+        let cadence = config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0;
+        let checkpoint_now = cadence || state.step == config.steps;
+        if log_now || checkpoint_now {
+            state.set_cursors(all_cursors(&step)?);
+            check_weights(&step, state.step)?;
+        }
+        if !lead {
+            continue;
+        }
         observer.stepped(&metrics);
-
         if log_now {
-            let line = window.line(&metrics, &state, step.cursor().skipped.total());
+            let line = window.line(&metrics, &state, state.skipped().total());
             dir.append_line(RunDir::METRICS, &line)?;
             observer.logged(&line);
             window = Window::default();
         }
-        let eval_now = config.eval_every > 0 && state.step % config.eval_every == 0;
         if eval_now || state.step == config.steps {
             evaluate(&step, &state, observer)?;
         }
-        let cadence = config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0;
-        if cadence || state.step == config.steps {
+        if checkpoint_now {
             let saved = save_checkpoint(dir.path(), &state, config.keep_checkpoints, |temp| {
                 step.model().save(&temp.join("model.safetensors"))?;
                 step.optimizer().save(&temp.join("optimizer.safetensors"))
@@ -196,7 +220,6 @@ pub fn train(
             last_checkpoint = Some(saved);
         }
     }
-    dir.write_model(step.model())?;
     let (train_flops, score_flops, uniform_flops) = step.flops();
     let wall: f64 = state.seconds.values().sum();
     let summary = TrainSummary {
@@ -213,12 +236,171 @@ pub fn train(
         final_loss,
         seconds: state.seconds.clone(),
         steps_per_second: state.step as f64 / wall.max(1e-9),
-        skipped: step.cursor().skipped.clone(),
+        skipped: state.skipped(),
         noise_drawn: state.noise_drawn.clone(),
         noise_selected: state.noise_selected.clone(),
     };
-    dir.write_summary(&summary)?;
+    if lead {
+        dir.write_model(step.model())?;
+        dir.write_summary(&summary)?;
+    }
+    // No rank reports success before rank 0 has written the run's results.
+    step.collective().barrier()?;
     Ok(summary)
+}
+
+/// What rank 0 reads or makes of the run folder, sent to every rank.
+#[derive(Serialize, Deserialize)]
+struct Opened {
+    config: TrainConfig,
+    #[serde(with = "tokenizer_json")]
+    tokenizer: TextTokenizer,
+    state: RunState,
+    checkpoint: Option<PathBuf>,
+}
+
+mod tokenizer_json {
+    use jester_data::tokenizer::TextTokenizer;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &TextTokenizer, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_json().map_err(serde::ser::Error::custom)?)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TextTokenizer, D::Error> {
+        let json = String::deserialize(d)?;
+        TextTokenizer::from_json(&json, std::path::Path::new("rank 0's tokenizer"))
+            .map_err(D::Error::custom)
+    }
+}
+
+/// Rank 0 claims the folder and sets up a fresh run or reads the resumed one.
+fn open_run(
+    start: Start,
+    options: &TrainOptions,
+    shards: &[PathBuf],
+    world: usize,
+) -> Result<(Claim, Opened)> {
+    let claim = match start {
+        Start::Fresh(_) => Claim::fresh(&options.out)?,
+        Start::Resume => Claim::existing(&options.out)?,
+    };
+    let dir = claim.dir();
+    let (config, tokenizer) = match start {
+        Start::Fresh(mut config) => {
+            if world > 1 && config.selection_groups == 1 {
+                config.selection_groups = world;
+            }
+            dir.write_inputs(&RunInputs::of(
+                &options.data,
+                &options.reference,
+                &options.eval,
+                options.unfinished_reference == Unfinished::Allow,
+            ))?;
+            set_up(*config, &dir, shards, &options.reference)?
+        }
+        Start::Resume => (dir.config()?, dir.tokenizer()?),
+    };
+    let groups = config.selection_groups;
+    if !groups.is_multiple_of(world) {
+        let sizes: Vec<usize> = (1..=groups).filter(|w| groups.is_multiple_of(*w)).collect();
+        return Err(Error::invalid(
+            "train",
+            format!(
+                "{} selects in {groups} groups (selection_groups, one loader share each); it can \
+                 run on a world size that divides {groups} ({sizes:?}), not {world}",
+                options.out.display()
+            ),
+        ));
+    }
+    let (state, checkpoint) = match latest_checkpoint(dir.path())? {
+        Some(checkpoint) => (read_state(&checkpoint)?, Some(checkpoint)),
+        None => (RunState::default(), None),
+    };
+    if checkpoint.is_some() && state.cursors().len() != groups {
+        return Err(Error::invalid(
+            "train",
+            format!(
+                "the checkpoint holds {} loader positions for {groups} selection groups",
+                state.cursors().len()
+            ),
+        ));
+    }
+    Ok((
+        claim,
+        Opened {
+            config,
+            tokenizer,
+            state,
+            checkpoint,
+        },
+    ))
+}
+
+/// Rank 0's `value` (or its failure) on every rank; a failure on rank 0 fails every rank.
+fn share_from_lead<T: Serialize + for<'de> Deserialize<'de>>(
+    collective: &dyn Collective,
+    value: Result<T>,
+) -> Result<T> {
+    if collective.world_size() == 1 {
+        return value;
+    }
+    let lead = collective.rank() == 0;
+    let sent: Option<std::result::Result<&T, String>> =
+        lead.then(|| value.as_ref().map_err(|e| e.to_string()));
+    let bytes = sent.map(|s| serde_json::to_vec(&s).expect("serialises"));
+    let received = collective.broadcast_bytes(bytes)?;
+    if lead {
+        return value;
+    }
+    let parsed: std::result::Result<T, String> =
+        serde_json::from_slice(&received).map_err(|e| Error::Distributed {
+            rank: collective.rank(),
+            what: format!("cannot read what rank 0 sent ({e})"),
+        })?;
+    parsed.map_err(|why| Error::Distributed {
+        rank: 0,
+        what: format!("failed to open the run: {why}"),
+    })
+}
+
+/// Every group's loader position (rank by rank, each rank's groups in order).
+fn all_cursors(step: &Step) -> Result<Vec<LoaderCursor>> {
+    let collective = step.collective();
+    let mine = serde_json::to_vec(&step.cursors()).expect("cursors serialise");
+    let mut cursors = Vec::new();
+    for (rank, bytes) in collective.all_gather_bytes(mine)?.into_iter().enumerate() {
+        let part: Vec<LoaderCursor> =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
+                rank,
+                what: format!("its loader positions do not parse ({e})"),
+            })?;
+        cursors.extend(part);
+    }
+    Ok(cursors)
+}
+
+/// Every rank must hold the same weights after an update; an error names the ranks that differ.
+fn check_weights(step: &Step, after: usize) -> Result<()> {
+    let collective = step.collective();
+    if collective.world_size() == 1 {
+        return Ok(());
+    }
+    let mine = step.weights_checksum().to_bits().to_le_bytes().to_vec();
+    let all: Vec<f64> = collective
+        .all_gather_bytes(mine)?
+        .into_iter()
+        .map(|b| f64::from_bits(u64::from_le_bytes(b.try_into().unwrap_or_default())))
+        .collect();
+    match all.iter().position(|c| c.to_bits() != all[0].to_bits()) {
+        None => Ok(()),
+        Some(rank) => Err(Error::Distributed {
+            rank,
+            what: format!(
+                "its weights differ from rank 0's after step {after} (checksums by rank: {all:?}); \
+                 the ranks no longer train one model — resume from the last checkpoint"
+            ),
+        }),
+    }
 }
 
 fn add_all<V: Copy + std::ops::AddAssign + Default>(

@@ -5,14 +5,14 @@
 //! Loader (shards → Example) ─► super-batch of B ─► learner embeddings (no grad, scoring patch)
 //!   + reference embeddings (cache by key, or online) ─► select b ─► AdamW step on the b
 //! ```
-pub mod collective;
 mod driver;
 pub mod optim;
 mod order;
+mod pool;
 mod scoring;
 mod setup;
 mod step;
 
-pub use collective::{Collective, SingleProcess};
+pub use crate::collective::{Collective, SingleProcess};
 pub use driver::{train, Observer, OpenEvaluator, Seams, Silent, Start, TrainOptions};
-pub use step::{LossHook, Step, StepInputs, StepMetrics};
+pub use step::{LossHook, Resume, Step, StepInputs, StepMetrics};

@@ -124,6 +124,22 @@ impl AdamW {
         })
     }
 
+    /// The moments (first, then second, in name order), sharing storage with the optimiser's.
+    pub fn moments(&self) -> Vec<Tensor> {
+        self.first
+            .values()
+            .chain(self.second.values())
+            .map(Tensor::shallow_clone)
+            .collect()
+    }
+    /// Updates applied so far.
+    pub fn updates(&self) -> i64 {
+        self.updates
+    }
+    pub fn set_updates(&mut self, updates: i64) {
+        self.updates = updates;
+    }
+
     /// Writes the moments and the update count as safetensors.
     pub fn save(&self, path: &Path) -> Result<()> {
         let updates = Tensor::from_slice(&[self.updates]);

@@ -8,16 +8,17 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use jester_data::tokenizer::TextTokenizer;
-use jester_data::{Loader, LoaderCursor, LoaderOptions};
+use jester_data::{LoaderCursor, LoaderOptions};
 
-use super::collective::Collective;
 use super::optim::{learning_rate, AdamW};
 use super::order::training_order;
-use super::scoring::{open_reference, reference_embeddings, Reference, StepCosts};
+use super::pool::{local_rows, Pool};
+use super::scoring::{embed_grouped, open_reference, reference_embeddings, Reference, StepCosts};
+use crate::collective::Collective;
 use crate::config::{TrainConfig, TrainMethod};
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
-use crate::input::{assemble, model_work, Example};
+use crate::input::{assemble, model_work};
 use crate::loss::LossKind;
 use crate::model::{BatchTensors, TwoTower};
 use crate::run_dir::{ReferenceSource, ScoreSummary, Unfinished, Update};
@@ -46,7 +47,8 @@ pub struct StepMetrics {
     /// Ground-truth noise kinds among the drawn and the selected examples (benchmarks only).
     pub noise_drawn: BTreeMap<String, u64>,
     pub noise_selected: BTreeMap<String, u64>,
-    /// The trained examples' rows in the super-batch, in selection order (all B for uniform).
+    /// The trained examples' rows in the (global) super-batch, in selection order (all B for
+    /// uniform).
     #[serde(skip)]
     pub selected: Vec<usize>,
 }
@@ -64,19 +66,30 @@ pub struct StepInputs<'a> {
     pub device: Device,
 }
 
-/// The training state a step advances: the learner, its optimizer, the reference, the pool's
-/// loader, and the collective that links it to other processes.
+/// Where a resumed step starts: after `done` steps, with this rank's groups' loaders at `cursors`;
+/// weights and moments from `checkpoint` (a checkpoint folder) — rank 0 reads it, and in a
+/// data-parallel run the other ranks (which pass `None`) receive them from rank 0.
+pub struct Resume<'a> {
+    pub checkpoint: Option<&'a Path>,
+    pub done: usize,
+    pub cursors: Vec<LoaderCursor>,
+}
+
+/// The training state a step advances: the learner, its optimizer, the reference, this rank's
+/// part of the pool, and the collective that links it to other processes.
 pub struct Step {
     config: TrainConfig,
     device: Device,
     model: TwoTower,
     parameters: Vec<(String, Tensor)>,
+    /// Parameters every rank's loss reaches whole (t and b): their gradients are averaged, not
+    /// summed, over ranks.
+    whole_loss: Vec<bool>,
     optimizer: AdamW,
     reference: Reference,
-    loader: Loader<Example>,
+    pool: Pool,
     costs: StepCosts,
-    /// B and the (rows, patch) parts of the trained batch: fixed by the config.
-    super_batch: usize,
+    /// The (rows, patch) parts of this rank's share of the trained batch.
     parts: Vec<(usize, usize)>,
     collective: Box<dyn Collective>,
     loss_hook: Option<LossHook>,
@@ -84,12 +97,12 @@ pub struct Step {
 }
 
 impl Step {
-    /// A learner initialised from `config.seed` (or restored from `checkpoint`, a checkpoint
-    /// folder, after `done` steps with the loader at `cursor`).
+    /// A learner initialised from `config.seed` (rank 0's, in a data-parallel run), or restored
+    /// as [`Resume`] says.
     pub fn new(
         config: TrainConfig,
         inputs: StepInputs,
-        resume: Option<(&Path, usize, LoaderCursor)>,
+        resume: Option<Resume>,
         collective: Box<dyn Collective>,
     ) -> Result<Self> {
         config.validate()?;
@@ -119,22 +132,34 @@ impl Step {
         model.set_precision(config.precision);
         let parameters = model.parameters();
         let mut optimizer = AdamW::new(&config.optim, &parameters, config.steps);
-        let (done, cursor) = match resume {
-            Some((checkpoint, done, cursor)) => {
-                let weights = checkpoint.join("model.safetensors");
-                model
-                    .var_store_mut()
-                    .load(&weights)
-                    .map_err(|e| Error::Input {
-                        path: weights.clone(),
-                        what: format!("cannot restore the checkpoint's weights ({e})"),
-                    })?;
-                optimizer.load(&checkpoint.join("optimizer.safetensors"))?;
-                (done, Some(cursor))
+        let whole_loss = parameters
+            .iter()
+            .map(|(name, _)| TwoTower::LOSS_PARAMETERS.contains(&name.as_str()))
+            .collect();
+        let tensors: Vec<Tensor> = parameters.iter().map(|(_, p)| p.shallow_clone()).collect();
+        let (done, cursors) = match resume {
+            Some(resume) => {
+                if let Some(checkpoint) = resume.checkpoint {
+                    let weights = checkpoint.join("model.safetensors");
+                    model
+                        .var_store_mut()
+                        .load(&weights)
+                        .map_err(|e| Error::Input {
+                            path: weights.clone(),
+                            what: format!("cannot restore the checkpoint's weights ({e})"),
+                        })?;
+                    optimizer.load(&checkpoint.join("optimizer.safetensors"))?;
+                }
+                if collective.world_size() > 1 {
+                    collective.broadcast_parameters(&tensors)?;
+                    let updates = Tensor::from_slice(&[optimizer.updates()]);
+                    collective.broadcast_parameters(&optimizer.moments())?;
+                    collective.broadcast_parameters(std::slice::from_ref(&updates))?;
+                    optimizer.set_updates(updates.int64_value(&[0]));
+                }
+                (resume.done, Some(resume.cursors))
             }
             None => {
-                let tensors: Vec<Tensor> =
-                    parameters.iter().map(|(_, p)| p.shallow_clone()).collect();
                 collective.broadcast_parameters(&tensors)?;
                 (0, None)
             }
@@ -145,19 +170,35 @@ impl Step {
             ..config.data.loader.clone()
         };
         let work = model_work(&config, inputs.tokenizer);
-        let loader = Loader::new(inputs.shards, &loader_options, work, cursor)?;
+        let super_batch = config.super_batch();
+        let pool = Pool::open(
+            inputs.shards,
+            &loader_options,
+            work,
+            cursors,
+            super_batch,
+            config.selection_groups,
+            collective.rank(),
+            collective.world_size(),
+        )?;
         let costs = StepCosts::new(&config, &reference);
-        let (super_batch, parts) = (config.super_batch(), config.train_parts());
+        let parts = config
+            .group_parts()
+            .iter()
+            .copied()
+            .cycle()
+            .take(config.group_parts().len() * pool.groups().len())
+            .collect();
         Ok(Self {
             config,
             device: inputs.device,
             model,
             parameters,
+            whole_loss,
             optimizer,
             reference,
-            loader,
+            pool,
             costs,
-            super_batch,
             parts,
             collective,
             loss_hook: None,
@@ -179,13 +220,28 @@ impl Step {
     pub fn optimizer(&self) -> &AdamW {
         &self.optimizer
     }
+    /// The link to the other processes of a data-parallel run.
+    pub fn collective(&self) -> &dyn Collective {
+        self.collective.as_ref()
+    }
     /// Steps completed.
     pub fn done(&self) -> usize {
         self.done
     }
-    /// The pool loader's position (what a checkpoint saves).
-    pub fn cursor(&self) -> &LoaderCursor {
-        self.loader.cursor()
+    /// This rank's loaders' positions, one per group it owns (what a checkpoint saves).
+    pub fn cursors(&self) -> Vec<LoaderCursor> {
+        self.pool.cursors()
+    }
+    /// A checksum of the weights: equal on every rank of a healthy data-parallel run.
+    pub fn weights_checksum(&self) -> f64 {
+        let _guard = tch::no_grad_guard();
+        self.parameters
+            .iter()
+            .map(|(_, p)| {
+                let p = p.to_kind(tch::Kind::Double);
+                (p.sum(tch::Kind::Double) + p.abs().sum(tch::Kind::Double) * 1e-3).double_value(&[])
+            })
+            .sum()
     }
     /// FLOPs of one step as executed, and of a uniform step of the same model and b.
     pub fn flops(&self) -> (f64, f64, f64) {
@@ -199,19 +255,24 @@ impl Step {
         let step = self.done;
         let config = &self.config;
         let device = self.device;
+        let world = self.collective.world_size();
+        let groups = self.pool.groups();
+        let per_group = self.pool.per_group();
         let mut seconds = BTreeMap::new();
         let timer = Instant::now();
-        let drawn = assemble(self.loader.next_batch(self.super_batch)?, device);
+        let drawn = assemble(self.pool.draw()?, device);
         seconds.insert("load".to_string(), elapsed(timer, device));
         let parts = &self.parts;
 
-        let (batch, selected, score) = if config.method.scores() {
+        let (rows, selected, score) = if config.method.scores() {
             let timer = Instant::now();
-            let learner = self.model.embed(&drawn.tensors, config.score_patch())?;
+            let patch = config.score_patch();
+            let learner = embed_grouped(&self.model, &drawn.tensors, patch, groups.len())?;
             let learner = self.collective.gather_scoring(learner)?;
-            let reference = reference_embeddings(&self.reference, &drawn, config, device)?
-                .map(|r| self.collective.gather_scoring(r))
-                .transpose()?;
+            let reference =
+                reference_embeddings(&self.reference, &drawn, config, device, groups.len())?
+                    .map(|r| self.collective.gather_scoring(r))
+                    .transpose()?;
             seconds.insert("score".to_string(), elapsed(timer, device));
             let timer = Instant::now();
             let select_config = SelectConfig {
@@ -232,10 +293,15 @@ impl Step {
                 &select_config,
                 config.selection_groups,
             )?;
-            let rows = training_order(&selection.indices, parts.len(), select_config.seed);
-            let index = Tensor::from_slice(&rows).to_device(device);
+            let order = training_order(
+                &selection.indices,
+                config.train_parts().len(),
+                select_config.seed,
+            );
+            let rows = local_rows(&order, per_group, groups.clone());
             seconds.insert("select".to_string(), elapsed(timer, device));
             let score = if summarise {
+                let index = Tensor::from_slice(&order).to_device(device);
                 Some(score_summary(
                     &learner,
                     reference.as_ref(),
@@ -246,10 +312,16 @@ impl Step {
                 None
             };
             let selected: Vec<usize> = selection.indices.iter().map(|&i| i as usize).collect();
-            (drawn.tensors.select_rows(&index), selected, score)
+            (Some(rows), selected, score)
         } else {
-            let all = (0..drawn.keys.len()).collect();
-            (shallow_clone(&drawn.tensors), all, None)
+            let offset = groups.start * per_group;
+            (None, (offset..offset + drawn.keys.len()).collect(), None)
+        };
+        let batch = match &rows {
+            Some(rows) => drawn
+                .tensors
+                .select_rows(&Tensor::from_slice(rows).to_device(device)),
+            None => shallow_clone(&drawn.tensors),
         };
 
         let timer = Instant::now();
@@ -269,12 +341,18 @@ impl Step {
             });
         }
         loss.backward();
-        let gradients: Vec<Tensor> = self
-            .parameters
-            .iter()
-            .map(|(_, p)| p.grad())
-            .filter(Tensor::defined)
-            .collect();
+        let mut gradients = Vec::new();
+        for ((_, p), &whole) in self.parameters.iter().zip(&self.whole_loss) {
+            let g = p.grad();
+            if g.defined() {
+                if whole && world > 1 {
+                    // Every rank computed t's and b's gradient from the whole global loss: the
+                    // sum over ranks below becomes their mean.
+                    let _ = g.detach().g_div_scalar_(world as f64);
+                }
+                gradients.push(g);
+            }
+        }
         self.collective.all_reduce_gradients(&gradients)?;
         let norms = self
             .optimizer
@@ -288,7 +366,7 @@ impl Step {
         self.done = step + 1;
 
         let count = |rows: &mut dyn Iterator<Item = usize>| {
-            let mut counts = BTreeMap::new();
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
             for row in rows {
                 if let Some(kind) = &drawn.noise[row] {
                     *counts.entry(kind.clone()).or_default() += 1;
@@ -296,6 +374,12 @@ impl Step {
             }
             counts
         };
+        let local_selected = match &rows {
+            Some(rows) => count(&mut rows.iter().map(|&r| r as usize)),
+            None => count(&mut (0..drawn.noise.len())),
+        };
+        let (noise_drawn, noise_selected) =
+            self.sum_over_ranks(count(&mut (0..drawn.noise.len())), local_selected)?;
         Ok(StepMetrics {
             step: step + 1,
             update: Update {
@@ -307,15 +391,41 @@ impl Step {
                 param_norm: norms.param_norm,
             },
             examples_trained: config.batch as u64,
-            examples_drawn: drawn.keys.len() as u64,
+            examples_drawn: (drawn.keys.len() * world) as u64,
             flops_train: self.costs.train,
             flops_score: self.costs.score,
             seconds,
             score,
-            noise_drawn: count(&mut (0..drawn.noise.len())),
-            noise_selected: count(&mut selected.iter().copied()),
+            noise_drawn,
+            noise_selected,
             selected,
         })
+    }
+
+    /// The noise counts of every rank, summed (a no-op in one process).
+    fn sum_over_ranks(
+        &self,
+        drawn: BTreeMap<String, u64>,
+        selected: BTreeMap<String, u64>,
+    ) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>)> {
+        if self.collective.world_size() == 1 {
+            return Ok((drawn, selected));
+        }
+        let mine = serde_json::to_vec(&(drawn, selected)).expect("counts serialise");
+        let mut total = (BTreeMap::new(), BTreeMap::new());
+        for bytes in self.collective.all_gather_bytes(mine)? {
+            let (d, s): (BTreeMap<String, u64>, BTreeMap<String, u64>) =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
+                    rank: self.collective.rank(),
+                    what: format!("a peer's noise counts do not parse ({e})"),
+                })?;
+            for (into, from) in [(&mut total.0, d), (&mut total.1, s)] {
+                for (k, v) in from {
+                    *into.entry(k).or_default() += v;
+                }
+            }
+        }
+        Ok(total)
     }
 }
 

@@ -1,0 +1,115 @@
+//! `jester`: JEST data selection for image-text contrastive learning. The command line as a
+//! library, so that the Python package runs the very same commands data-parallel under torchrun
+//! (`python -m jester train ...`, docs/ARCHITECTURE.md "Many processes"); `main.rs` calls [`main`].
+mod bench;
+mod bench_loader;
+mod bench_select;
+mod bench_stream;
+mod bench_train;
+mod data;
+mod experiment;
+mod logging;
+mod malloc;
+mod measure;
+mod output;
+mod plot;
+mod select;
+mod shards;
+mod tokenizer;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+use jester::collective::Collective;
+
+#[derive(Parser)]
+#[command(
+    name = "jester",
+    version,
+    about = "JEST: joint example selection for image-text contrastive learning"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Select a sub-batch from embeddings you already have (JEST on a super-batch).
+    Select(select::SelectArgs),
+    /// Generate data sets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Build, inspect and split WebDataset shards.
+    #[command(subcommand)]
+    Shards(shards::ShardsCommand),
+    /// Learn a text tokenizer from a shard set.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::TokenizerCommand),
+    /// Train a model: uniform, jest, independent or flexi-jest (a reference is a uniform run).
+    Train(train::TrainArgs),
+    /// Cache a trained model's embeddings of a shard set (the reference for `train`).
+    Embed(train::EmbedArgs),
+    /// Evaluate a trained model: zero-shot classification and image-text retrieval.
+    Eval(train::EvalArgs),
+    /// Run a recipe's comparison side by side: report.md, curves.png, summary.json.
+    Experiment(experiment::ExperimentArgs),
+    /// The paper's headline comparison on built-in synthetic scenes, in minutes (the main job).
+    Demo(experiment::DemoArgs),
+    /// Measure speed and memory.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// A data-parallel launch: the link to the other processes, and this process's GPU index on its
+/// machine (torchrun's LOCAL_RANK).
+pub struct Processes {
+    pub collective: Box<dyn Collective>,
+    pub local_rank: usize,
+}
+
+/// The `jester` binary: tunes the allocator (first thing, before any thread) and runs `args`.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> std::process::ExitCode {
+    malloc::tune();
+    std::process::ExitCode::from(run(args, None))
+}
+
+/// Runs the command line `args` (the program name first), in one process or, with `processes`,
+/// as one rank of a data-parallel run (`train` and `embed` only); returns the exit status.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>, processes: Option<Processes>) -> u8 {
+    logging::init();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code() as u8;
+        }
+    };
+    let rank = processes.as_ref().map(|p| p.collective.rank());
+    let result = match (cli.command, processes) {
+        (Command::Train(args), processes) => train::run(args, processes),
+        (Command::Embed(args), processes) => train::embed(args, processes),
+        (_, Some(_)) => Err(anyhow::anyhow!(
+            "only `train` and `embed` run data-parallel; run other commands as `jester ...` in \
+             one process"
+        )),
+        (Command::Select(args), None) => select::run(args),
+        (Command::Data(command), None) => data::run(command),
+        (Command::Shards(command), None) => shards::run(command),
+        (Command::Tokenizer(command), None) => tokenizer::run(command),
+        (Command::Eval(args), None) => train::eval(args),
+        (Command::Experiment(args), None) => experiment::run(args),
+        (Command::Demo(args), None) => experiment::demo(args),
+        (Command::Bench(command), None) => bench::run(command),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            match rank {
+                Some(rank) => eprintln!("error (rank {rank}): {err:#}"),
+                None => eprintln!("error: {err:#}"),
+            }
+            1
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The only points where training (and `embed`) touch other processes (docs/ARCHITECTURE.md,
+//! "Many processes"). One process needs none of them: [`SingleProcess`] passes everything through.
+//! A data-parallel run uses [`Distributed`], the same operations on a [`ProcessGroup`] (PyTorch's
+//! `torch.distributed` through the Python package), so the step is the same code for one process
+//! and for many.
+use tch::Tensor;
+
+use crate::embeddings::PairEmbeddings;
+use crate::error::Result;
+
+mod group;
+
+pub use group::{Distributed, ProcessGroup};
+
+pub trait Collective {
+    /// This process's rank and the number of processes.
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        1
+    }
+    /// Every rank's scoring embeddings of its share of the super-batch (the learner's, or the
+    /// reference's with its t and b), concatenated in rank order: the global super-batch that every
+    /// rank selects from. Every rank passes the same number of rows.
+    fn gather_scoring(&self, local: PairEmbeddings) -> Result<PairEmbeddings>;
+    /// The trained batch's image and text embeddings over all ranks, in rank order, for a loss over
+    /// the global batch; this rank's rows stay in the autograd graph, the others' are constants.
+    fn gather_for_loss(&self, image: Tensor, text: Tensor) -> Result<(Tensor, Tensor)>;
+    /// Sums the gradients over ranks, in place.
+    fn all_reduce_gradients(&self, gradients: &[Tensor]) -> Result<()>;
+    /// Rank 0's values of `tensors` (weights, optimiser moments) to every rank, in place.
+    fn broadcast_parameters(&self, tensors: &[Tensor]) -> Result<()>;
+    /// Rank 0's `bytes` to every rank (the others pass `None`).
+    fn broadcast_bytes(&self, bytes: Option<Vec<u8>>) -> Result<Vec<u8>>;
+    /// Every rank's `bytes`, in rank order, on every rank.
+    fn all_gather_bytes(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>>;
+    /// Every rank's rows of `local` (`[n_rank, ...]`, n may differ by rank), concatenated in rank
+    /// order, on every rank.
+    fn gather_rows(&self, local: &Tensor) -> Result<Tensor>;
+    /// Waits for every rank.
+    fn barrier(&self) -> Result<()>;
+}
+
+/// One process: every collective is the identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SingleProcess;
+
+impl Collective for SingleProcess {
+    fn gather_scoring(&self, local: PairEmbeddings) -> Result<PairEmbeddings> {
+        Ok(local)
+    }
+    fn gather_for_loss(&self, image: Tensor, text: Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((image, text))
+    }
+    fn all_reduce_gradients(&self, _gradients: &[Tensor]) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast_parameters(&self, _tensors: &[Tensor]) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast_bytes(&self, bytes: Option<Vec<u8>>) -> Result<Vec<u8>> {
+        Ok(bytes.unwrap_or_default())
+    }
+    fn all_gather_bytes(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        Ok(vec![bytes])
+    }
+    fn gather_rows(&self, local: &Tensor) -> Result<Tensor> {
+        Ok(local.shallow_clone())
+    }
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+}
