@@ -19,7 +19,12 @@ struct TorchGroup {
 }
 
 impl TorchGroup {
-    fn call(&self, name: &str, tensor: &Tensor, root: Option<usize>) -> jester::Result<Option<Tensor>> {
+    fn call(
+        &self,
+        name: &str,
+        tensor: &Tensor,
+        root: Option<usize>,
+    ) -> jester::Result<Option<Tensor>> {
         Python::with_gil(|py| -> PyResult<Option<Tensor>> {
             let t = PyTensor(tensor.shallow_clone());
             let out = match root {

@@ -69,28 +69,74 @@ where
         let (key, raw) = item
             .split_once('=')
             .ok_or_else(|| bad(format!("{item:?}: expected key=value")))?;
-        let mut slot = &mut value;
         let parts: Vec<&str> = key.split('.').collect();
+        let mut slot = &value;
         for (depth, part) in parts.iter().enumerate() {
-            let object = slot.as_object_mut().ok_or_else(|| {
+            let object = slot.as_object().ok_or_else(|| {
                 bad(format!(
                     "{key}: {} is not a group of settings",
                     parts[..depth].join(".")
                 ))
             })?;
-            if !object.contains_key(*part) {
-                let mut known: Vec<&str> = object.keys().map(String::as_str).collect();
-                known.sort();
-                return Err(bad(format!(
-                    "{key}: no such setting; known here: {}",
-                    known.join(", ")
-                )));
+            let leaf = depth + 1 == parts.len();
+            match object.get(*part) {
+                Some(next) => slot = next,
+                None if leaf && omitted_field::<T>(&value, &parts, raw) => {}
+                None => {
+                    let mut known: Vec<&str> = object.keys().map(String::as_str).collect();
+                    known.sort();
+                    return Err(bad(format!(
+                        "{key}: no such setting; known here: {}",
+                        known.join(", ")
+                    )));
+                }
             }
-            slot = object.get_mut(*part).expect("checked");
         }
-        *slot = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.into()));
+        let (last, parents) = parts.split_last().expect("split yields a part");
+        lookup(&mut value, parents).insert((*last).to_string(), parse_value(raw));
     }
     serde_json::from_value(value).map_err(|e| bad(format!("a value has the wrong type ({e})")))
+}
+
+/// A setting's value: JSON where it parses, a string otherwise.
+fn parse_value(raw: &str) -> serde_json::Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.into()))
+}
+
+/// The object at `path` in `value` (checked to exist by the caller).
+fn lookup<'v>(
+    value: &'v mut serde_json::Value,
+    path: &[&str],
+) -> &'v mut serde_json::Map<String, serde_json::Value> {
+    let mut slot = value;
+    for part in path {
+        slot = slot.get_mut(*part).expect("checked");
+    }
+    slot.as_object_mut().expect("checked")
+}
+
+/// Whether `path` names a field that serialisation leaves out at its default (e.g.
+/// `selection_groups`, `precision`): the config still reads with it set to `raw`. The configs deny
+/// unknown fields, so a misspelt key fails this test.
+fn omitted_field<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    path: &[&str],
+    raw: &str,
+) -> bool {
+    let mut candidate = value.clone();
+    let (last, parents) = path.split_last().expect("a key has one part");
+    let mut slot = &mut candidate;
+    for part in parents {
+        match slot.get_mut(*part) {
+            Some(next) => slot = next,
+            None => return false,
+        }
+    }
+    let Some(object) = slot.as_object_mut() else {
+        return false;
+    };
+    object.insert((*last).to_string(), parse_value(raw));
+    serde_json::from_value::<T>(candidate).is_ok()
 }
 
 #[cfg(test)]
@@ -109,6 +155,14 @@ mod tests {
         let err = TrainConfig::load("tiny", &["optim.lrr=1".into()])
             .unwrap_err()
             .to_string();
+        // Settings that serialisation leaves out at their defaults can be set all the same.
+        let config = TrainConfig::load(
+            "tiny",
+            &["selection_groups=2".into(), "precision=bf16".into()],
+        )
+        .unwrap();
+        assert_eq!(config.selection_groups, 2);
+        assert!(TrainConfig::load("tiny", &["selection_group=2".into()]).is_err());
         assert!(
             err.contains("no such setting") && err.contains("lr"),
             "{err}"

@@ -259,6 +259,8 @@ impl Step {
         let groups = self.pool.groups();
         let per_group = self.pool.per_group();
         let mut seconds = BTreeMap::new();
+        // Time in collectives (a data-parallel run only), kept out of score and step.
+        let mut communication = 0.0;
         let timer = Instant::now();
         let drawn = assemble(self.pool.draw()?, device);
         seconds.insert("load".to_string(), elapsed(timer, device));
@@ -327,7 +329,9 @@ impl Step {
         let timer = Instant::now();
         zero_grads(&self.parameters);
         let (image, text) = self.model.train_embeddings(&batch, parts)?;
+        let gathering = Instant::now();
         let (image, text) = self.collective.gather_for_loss(image, text)?;
+        let mut step_communication = elapsed(gathering, device);
         let mut loss = self.model.pair_loss(&image, &text);
         if let Some(hook) = &mut self.loss_hook {
             loss = hook(step + 1, loss);
@@ -353,7 +357,9 @@ impl Step {
                 gradients.push(g);
             }
         }
+        let reducing = Instant::now();
         self.collective.all_reduce_gradients(&gradients)?;
+        step_communication += elapsed(reducing, device);
         let norms = self
             .optimizer
             .step(&self.parameters, step)
@@ -362,7 +368,14 @@ impl Step {
                 what: e.to_string(),
                 checkpoint: None,
             })?;
-        seconds.insert("step".to_string(), elapsed(timer, device));
+        seconds.insert(
+            "step".to_string(),
+            elapsed(timer, device) - step_communication,
+        );
+        communication += step_communication;
+        if world > 1 {
+            seconds.insert("communicate".to_string(), communication);
+        }
         self.done = step + 1;
 
         let count = |rows: &mut dyn Iterator<Item = usize>| {

@@ -1,0 +1,251 @@
+"""Data-parallel `jester train` and `jester embed` under torchrun with 2 gloo ranks (CPU), against
+their single-process twins (`--set selection_groups=2`: the same loader shares, quotas and
+arithmetic in one process; the repo's docs/ARCHITECTURE.md, "Many processes").
+
+Every process runs with one thread, so the twins do the same arithmetic; the remaining
+differences are the order of the gradient sum (all-reduce vs one backward).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+import jester
+
+STEPS, BATCH, CHUNKS = 20, 32, 4
+COMMON = [
+    "--set", "log_every=1",
+    "--set", "data.tokenizer_vocab=300",
+    "--set", "data.loader.shuffle_buffer=64",
+    "--set", "data.loader.workers=1",
+    "--set", "seed=3",
+]  # fmt: skip
+BETA1 = 0.9
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", JESTER_LOG="warn", JESTER_DIST_TIMEOUT="60")
+    return env
+
+
+def jester_py(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m jester ARGS` in one process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "jester", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"jester {' '.join(args)}:\n{done.stderr}"
+    return done
+
+
+def torchrun(*args: str, ranks: int = 2, extra=(), **kw) -> subprocess.Popen:
+    """`torchrun --standalone --nproc-per-node RANKS -m jester ARGS`, started (not waited for)."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc-per-node={ranks}", *extra, "-m", "jester", *args,
+    ]  # fmt: skip
+    kw.setdefault("env", _env())
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
+
+
+def losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Synthetic scenes, a reference trained on the curated set, and its cached embeddings."""
+    root = tmp_path_factory.mktemp("dp")
+    bench = root / "bench"
+    jester_py("data", "synth", "--preset", "tiny", "--out", str(bench))
+    reference = root / "reference"
+    jester_py(
+        "train", "--data", str(bench / "curated-strong"), "--out", str(reference),
+        "--steps", "10", "--batch", "32", *COMMON,
+    )  # fmt: skip
+    cache = root / "reference.safetensors"
+    jester_py(
+        "embed", "--model", str(reference), "--data", str(bench / "pool"), "--out", str(cache)
+    )
+    return {"root": root, "pool": bench / "pool", "reference": reference, "cache": cache}
+
+
+def jest_args(world, out: Path, *more: str) -> list[str]:
+    return [
+        "train", "--data", str(world["pool"]), "--out", str(out), "--method", "jest",
+        "--reference", str(world["cache"]), "--steps", str(STEPS), "--batch", str(BATCH),
+        "--chunks", str(CHUNKS), "--checkpoint-every", "5",
+        "--set", "keep_checkpoints=10", *COMMON, *more,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def twins(world):
+    """A 2-rank jest run and its single-process twin (same quotas and shares)."""
+    two = world["root"] / "two-ranks"
+    code, out = finish(torchrun(*jest_args(world, two)))
+    assert code == 0, out
+    one = world["root"] / "twin"
+    jester_py(*jest_args(world, one, "--set", "selection_groups=2"))
+    return two, one
+
+
+def test_two_ranks_train_the_losses_of_the_single_process_twin(twins):
+    two, one = twins
+    config = json.loads((two / "config.json").read_text())
+    assert config["selection_groups"] == 2, "a 2-rank run selects with 2 groups"
+    a, b = losses(two), losses(one)
+    assert len(a) == len(b) == STEPS
+    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-5, atol=0)
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["examples_seen"] == STEPS * BATCH
+    assert (
+        summary["examples_drawn"]
+        == json.loads((one / "summary.json").read_text())["examples_drawn"]
+    )
+    # Rank 0 alone wrote the folder: one metrics line per step, one set of checkpoints.
+    assert sorted(p.name for p in (two / "checkpoints").glob("step-*")) == [
+        f"step-{s:09}" for s in (5, 10, 15, 20)
+    ]
+    state = json.loads((two / "checkpoints" / "step-000000020" / "state.json").read_text())
+    assert len(state["other_cursors"]) == 1, "each rank's loader position is saved"
+    drawn = state["cursor"]["samples"] + state["other_cursors"][0]["samples"]
+    assert state["cursor"]["samples"] * 2 == drawn == summary["examples_drawn"]
+
+
+def test_first_step_gradients_equal_the_single_process_gradients(world, tmp_path):
+    """After one update Adam's first moment is (1 − β1)·g (g after clipping, the same factor in
+    both): the all-reduced gradient of the global loss equals the single-process one."""
+    runs = {}
+    for name, launch in [("two", "torchrun"), ("one", "single")]:
+        out = tmp_path / name
+        args = jest_args(world, out, "--set", "checkpoint_every=1")
+        args[args.index("--steps") + 1] = "1"
+        if launch == "torchrun":
+            code, text = finish(torchrun(*args))
+            assert code == 0, text
+        else:
+            jester_py(*args, "--set", "selection_groups=2")
+        runs[name] = load_file(
+            str(out / "checkpoints" / "step-000000001" / "optimizer.safetensors")
+        )
+    two, one = runs["two"], runs["one"]
+    moments = [k for k in one if k.startswith("m.")]
+    assert len(moments) > 10 and set(two) == set(one)
+    for key in moments:
+        g2, g1 = two[key] / (1 - BETA1), one[key] / (1 - BETA1)
+        scale = g1.abs().max().clamp_min(1e-12)
+        assert ((g2 - g1).abs().max() / scale) < 1e-5, key
+    assert torch.count_nonzero(one["m.log_temperature"]) == 1, "t's gradient is counted once"
+
+
+def _kill_rank(process: subprocess.Popen, rank: int) -> int:
+    """SIGKILLs torchrun's worker with RANK=rank; returns its pid."""
+    children = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for pid in map(int, children):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ:
+            os.kill(pid, signal.SIGKILL)
+            return pid
+    raise AssertionError(f"no worker with RANK={rank} under torchrun {process.pid}")
+
+
+def _wait_for_step(run: Path, step: int, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = run / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= step:
+            return
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.05)
+    raise AssertionError(f"{run} did not reach step {step}")
+
+
+def test_a_killed_rank_fails_the_job_naming_it(world, twins, tmp_path):
+    run = tmp_path / "killed"
+    process = torchrun(*jest_args(world, run, "--set", "data.loader.prefetch=8"))
+    _wait_for_step(run, 7, process)
+    _kill_rank(process, 1)
+    started = time.monotonic()
+    code, out = finish(process, timeout=120)
+    assert code != 0
+    assert time.monotonic() - started < 90, "the job ends within the collective timeout"
+    assert "rank: 1" in out or "rank 1" in out, out[-3000:]
+    # The same command with --auto-resume continues from the last checkpoint to the same losses.
+    code, out = finish(torchrun(*jest_args(world, run, "--auto-resume")))
+    assert code == 0, out
+    torch.testing.assert_close(torch.tensor(losses(run)), torch.tensor(losses(twins[0])))
+
+
+def test_torchrun_max_restarts_resumes_a_killed_run(world, twins, tmp_path):
+    run = tmp_path / "restarted"
+    # torchrun's agent otherwise shares its rendezvous store with the workers, and a restarted
+    # gloo group can read the dead attempt's addresses (pytorch/pytorch#135712).
+    process = torchrun(
+        *jest_args(world, run, "--auto-resume"),
+        extra=["--max-restarts=1"],
+        env={**_env(), "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"},
+    )
+    _wait_for_step(run, 12, process)
+    _kill_rank(process, 1)
+    code, out = finish(process)
+    assert code == 0, out
+    torch.testing.assert_close(torch.tensor(losses(run)), torch.tensor(losses(twins[0])))
+
+
+def test_resuming_on_a_world_size_that_does_not_divide_the_groups_is_refused(world):
+    # The reference run was trained by one process (one group): two ranks cannot split it.
+    code, out = finish(torchrun("train", "--resume", str(world["reference"])))
+    assert code != 0
+    assert "selects in 1 groups" in out and "not 2" in out, out[-3000:]
+
+
+def test_two_rank_embed_equals_the_one_process_cache(world, tmp_path):
+    out = tmp_path / "two.safetensors"
+    args = ["embed", "--model", str(world["reference"]), "--data", str(world["pool"])]
+    code, text = finish(torchrun(*args, "--out", str(out), "--batch", "64"))
+    assert code == 0, text
+    caches = []
+    for path in (world["cache"], out):
+        with safe_open(str(path), "pt") as f:
+            keys = json.loads(f.metadata()["keys"])
+            provenance = json.loads(f.metadata()["provenance"])
+            rows = {k: i for i, k in enumerate(keys)}
+            caches.append((rows, f.get_tensor("image"), f.get_tensor("text"), provenance))
+    (rows1, image1, text1, prov1), (rows2, image2, text2, prov2) = caches
+    assert len(rows1) > 0 and sorted(rows1) == sorted(rows2)
+    assert prov1 == prov2, "computed from the same shards, weights and tokenizer"
+    order1 = torch.tensor([rows1[k] for k in rows1])
+    order2 = torch.tensor([rows2[k] for k in rows1])
+    torch.testing.assert_close(image1[order1], image2[order2], rtol=0, atol=1e-5)
+    torch.testing.assert_close(text1[order1], text2[order2], rtol=0, atol=1e-5)
+    assert len(jester.ReferenceCache(str(out))) == len(rows1)
