@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,6 +221,22 @@ def test_torchrun_max_restarts_resumes_a_killed_run(world, twins, tmp_path):
     code, out = finish(process)
     assert code == 0, out
     torch.testing.assert_close(torch.tensor(losses(run)), torch.tensor(losses(twins[0])))
+
+
+def test_a_two_rank_run_resumes_in_one_process(twins, tmp_path):
+    """World size 1 divides the run's 2 groups: one process takes over both loader shares."""
+    two, _ = twins
+    run = tmp_path / "taken-over"
+    shutil.copytree(two, run)
+    for name in ("model.safetensors", "summary.json"):
+        (run / name).unlink()
+    for step in (15, 20):
+        shutil.rmtree(run / "checkpoints" / f"step-{step:09}")
+    (run / "checkpoints" / "latest").write_text("step-000000010")
+    jester_py("train", "--resume", str(run))
+    torch.testing.assert_close(
+        torch.tensor(losses(run)), torch.tensor(losses(two)), rtol=1e-5, atol=0
+    )
 
 
 def test_resuming_on_a_world_size_that_does_not_divide_the_groups_is_refused(world):
