@@ -105,10 +105,12 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>, processes: Option
     match result {
         Ok(()) => 0,
         Err(err) => {
-            match rank {
-                Some(rank) => eprintln!("error (rank {rank}): {err:#}"),
-                None => eprintln!("error: {err:#}"),
-            }
+            let line = match rank {
+                Some(rank) => format!("error (rank {rank}): {err:#}\n"),
+                None => format!("error: {err:#}\n"),
+            };
+            // One write: ranks sharing a terminal or log do not interleave inside a line.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             1
         }
     }

@@ -91,6 +91,10 @@ pub fn process_device(name: &str, processes: Option<&Processes>) -> Result<tch::
             tch::Device::Cpu
         }),
         Some(p) if name == "cuda" => parse_device(&format!("cuda:{}", p.local_rank)),
+        Some(p) if name.starts_with("cuda:") && p.collective.world_size() > 1 => bail!(
+            "--device {name}: under torchrun every rank uses its own GPU (cuda:LOCAL_RANK); pass \
+             --device auto or cuda, and choose GPUs with CUDA_VISIBLE_DEVICES"
+        ),
         _ => parse_device(name),
     }
 }

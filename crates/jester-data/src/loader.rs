@@ -94,6 +94,10 @@ pub struct Loader<T: Send + 'static> {
     cursor: LoaderCursor,
     threads: Vec<JoinHandle<()>>,
     finished: bool,
+    /// Values handed out in the current epoch, and whether the loader repeats forever.
+    epoch_values: u64,
+    endless: bool,
+    share: Share,
 }
 
 impl<T: Send + 'static> Loader<T> {
@@ -173,9 +177,13 @@ impl<T: Send + 'static> Loader<T> {
             tokens: token_tx,
             pending: BTreeMap::new(),
             next: 0,
+            // Resuming inside an epoch: its earlier values were handed out before.
+            epoch_values: cursor.position,
             cursor,
             threads,
             finished: false,
+            endless: options.epochs.is_none(),
+            share,
         })
     }
 
@@ -232,6 +240,7 @@ impl<T: Send + 'static> Iterator for Loader<T> {
                 Some(Done::Value(v)) => {
                     self.cursor.position += 1;
                     self.cursor.samples += 1;
+                    self.epoch_values += 1;
                     return Some(Ok(v));
                 }
                 Some(Done::Skip(reason)) => {
@@ -239,8 +248,29 @@ impl<T: Send + 'static> Iterator for Loader<T> {
                     self.cursor.skipped.add(reason);
                 }
                 Some(Done::EndOfEpoch) => {
+                    if self.endless && self.epoch_values == 0 {
+                        // Repeating an epoch with nothing usable would never return.
+                        self.finished = true;
+                        let share = self.share;
+                        return Some(Err(Error::Config {
+                            what: "loader",
+                            why: if share.count > 1 {
+                                format!(
+                                    "share {} of {} of the shards has no usable sample (all \
+                                     skipped, {:?}); use more shards or fewer processes",
+                                    share.index, share.count, self.cursor.skipped
+                                )
+                            } else {
+                                format!(
+                                    "the shards have no usable sample (all skipped: {:?})",
+                                    self.cursor.skipped
+                                )
+                            },
+                        }));
+                    }
                     self.cursor.epoch += 1;
                     self.cursor.position = 0;
+                    self.epoch_values = 0;
                 }
                 Some(Done::Fatal(e)) => {
                     self.finished = true;

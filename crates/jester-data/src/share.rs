@@ -1,11 +1,13 @@
 //! A loader's share of the shards, for data-parallel training (docs/ARCHITECTURE.md, "Many
 //! processes"): share `index` of `count` reads a disjoint, deterministic part of the corpus.
 //!
-//! With at least as many shards as shares, a share owns whole shards (shard `i` belongs to share
-//! `i mod count`, in the order given), so each process opens only its own files. With fewer shards
-//! than shares, every share reads every shard in the same seeded order and keeps the items whose
-//! number in that stream is `index mod count`; the shares still partition the corpus, at the cost
-//! of each process reading (not decoding) all of it.
+//! When the shards deal out evenly — a multiple of the share count, or at least ten per share (at
+//! most 10 % more for one share than another) — a share owns whole shards (shard `i` belongs to
+//! share `i mod count`, in the order given), so each process opens only its own files. Otherwise
+//! every share reads every shard in the same seeded order and keeps the items whose number in that
+//! stream is `index mod count`: the shares still partition the corpus evenly, at the cost of each
+//! process reading (not decoding) all of it. Every share draws the same number per step, so shares
+//! of unequal size would see their samples at unequal rates: keep shard sizes equal.
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
@@ -32,7 +34,7 @@ impl Share {
 
     /// Whether shares split by shard (else by sample) for `shards` files.
     pub fn by_shard(&self, shards: usize) -> bool {
-        shards >= self.count
+        shards >= self.count && (shards.is_multiple_of(self.count) || shards >= 10 * self.count)
     }
 
     /// The shards this share opens.
@@ -64,19 +66,26 @@ mod tests {
 
     #[test]
     fn shards_are_dealt_round_robin_and_cover_the_corpus() {
-        let shards: Vec<PathBuf> = (0..7).map(|i| PathBuf::from(format!("s{i}.tar"))).collect();
+        let seven: Vec<PathBuf> = (0..7).map(|i| PathBuf::from(format!("s{i}.tar"))).collect();
         let mut all = Vec::new();
+        let mut shards: Vec<PathBuf> = (0..31)
+            .map(|i| PathBuf::from(format!("s{i}.tar")))
+            .collect();
         for index in 0..3 {
             let mine = Share::new(index, 3).unwrap().shards(shards.clone());
-            assert!(mine.len() == 2 || mine.len() == 3);
+            assert!(mine.len() == 10 || mine.len() == 11);
             all.extend(mine);
         }
         all.sort();
+        shards.sort();
         assert_eq!(all, shards);
-        // Fewer shards than shares: every share reads them all (and splits by sample).
+        // Fewer shards than shares, or an uneven deal: every share reads them all (and splits by
+        // sample); many shards deal out by shard even when not a multiple.
         let few = Share::new(3, 8).unwrap();
         assert!(!few.by_shard(7));
-        assert_eq!(few.shards(shards.clone()), shards);
+        assert_eq!(few.shards(seven.clone()), seven);
+        assert!(!Share::new(0, 4).unwrap().by_shard(6));
+        assert!(Share::new(0, 4).unwrap().by_shard(41));
     }
 
     #[test]

@@ -138,6 +138,41 @@ def test_two_ranks_train_the_losses_of_the_single_process_twin(twins):
     assert state["cursor"]["samples"] * 2 == drawn == summary["examples_drawn"]
 
 
+@pytest.mark.parametrize(
+    ("method", "groups"), [("uniform", 2), ("flexi-jest", 2), ("jest", 4)], ids=str
+)
+def test_other_methods_and_several_groups_per_rank_match_their_twins(
+    world, tmp_path, method, groups
+):
+    """Uniform (no selection), Flexi-JEST (two resolutions per rank) and 4 groups on 2 ranks."""
+    runs = []
+    for name in ("two", "one"):
+        args = jest_args(world, tmp_path / name, "--set", f"selection_groups={groups}")
+        args[args.index("--method") + 1] = method
+        args[args.index("--steps") + 1] = "6"
+        if name == "two":
+            code, text = finish(torchrun(*args))
+            assert code == 0, text
+        else:
+            jester_py(*args)
+        runs.append(losses(tmp_path / name))
+    torch.testing.assert_close(torch.tensor(runs[0]), torch.tensor(runs[1]), rtol=1e-5, atol=0)
+
+
+def test_a_failure_on_rank_0_fails_every_rank_with_its_message(world, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "config.json").write_text("{}")  # another run's folder
+    code, out = finish(torchrun(*jest_args(world, taken)))
+    assert code != 0
+    assert "error (rank 1): data-parallel run, rank 0: failed to open the run" in out, out[-3000:]
+    assert "error (rank 0): " in out
+    assert "already holds a run" in out
+    assert (taken / "config.json").read_text() == "{}"
+    made = sorted(p.name for p in taken.iterdir() if p.name != ".lock")
+    assert made == ["config.json"], "nothing half-made"
+
+
 def test_first_step_gradients_equal_the_single_process_gradients(world, tmp_path):
     """After one update Adam's first moment is (1 − β1)·g (g after clipping, the same factor in
     both): the all-reduced gradient of the global loss equals the single-process one."""

@@ -8,7 +8,7 @@ use serde::Serialize;
 use jester_data::SkipCounts;
 
 use crate::cache::EmbeddingWriter;
-use crate::collective::Collective;
+use crate::collective::{all_ok, Collective};
 use crate::error::{Error, Result};
 use crate::input::{assemble, file_order_loader};
 use crate::lock::Lock;
@@ -59,26 +59,19 @@ pub fn embed_shards(
     } else {
         Ok(None)
     };
-    // Rank 0's failure to start (a locked or unwritable output) stops every rank.
-    let failed = prepared.as_ref().err().map(|e| e.to_string());
-    let verdict =
-        collective.broadcast_bytes(lead.then(|| failed.unwrap_or_default().into_bytes()))?;
-    if !verdict.is_empty() && !lead {
-        return Err(Error::Distributed {
-            rank: 0,
-            what: String::from_utf8_lossy(&verdict).into_owned(),
-        });
-    }
-    let mut prepared = prepared?;
+    // A rank that cannot start (rank 0's locked or unwritable output, anyone's unreadable
+    // shards) stops every rank, saying which.
     let share = jester_data::Share::new(collective.rank(), collective.world_size())?;
-    let mut loader = file_order_loader(
+    let loader = file_order_loader(
         data,
         config,
         &trained.tokenizer,
         workers,
         (2 * batch).max(64),
         share,
-    )?;
+    );
+    let (mut prepared, mut loader) =
+        all_ok(collective, prepared.and_then(|p| loader.map(|l| (p, l))))?;
     let model = &trained.model;
     let patch = config.model.image.patch_size;
     let mut written = 0;

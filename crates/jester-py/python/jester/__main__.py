@@ -8,7 +8,7 @@ repo's docs/ARCHITECTURE.md, "Many processes")::
 
     torchrun --standalone --nproc-per-node 8 -m jester train --data pool/ --out run/ ...
 
-``JESTER_DIST_TIMEOUT`` (seconds, default 600) bounds how long a rank waits for the others in a
+``JESTER_DIST_TIMEOUT`` (seconds, default 1800, PyTorch's own default) bounds how long a rank waits for the others in a
 collective before failing, e.g. when a peer died.
 """
 
@@ -62,9 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ["RANK"])
     world = int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    timeout = datetime.timedelta(seconds=float(os.environ.get("JESTER_DIST_TIMEOUT", "600")))
+    timeout = datetime.timedelta(seconds=float(os.environ.get("JESTER_DIST_TIMEOUT", "1800")))
     device = _device_flag(argv)
     cuda = torch.cuda.is_available() and device != "cpu"
+    if cuda and device not in ("auto", "cuda") and world > 1:
+        print(
+            f"error: --device {device}: under torchrun every rank uses its own GPU "
+            "(cuda:LOCAL_RANK); pass --device auto or cuda, and choose GPUs with "
+            "CUDA_VISIBLE_DEVICES",
+            file=sys.stderr,
+        )
+        return 2
     if cuda:
         index = local_rank if device in ("auto", "cuda") else int(device.split(":", 1)[1])
         torch.cuda.set_device(index)

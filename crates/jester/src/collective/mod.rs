@@ -6,7 +6,7 @@
 use tch::Tensor;
 
 use crate::embeddings::PairEmbeddings;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 mod group;
 
@@ -71,4 +71,31 @@ impl Collective for SingleProcess {
     fn barrier(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// Every rank's outcome of a piece of local work, agreed before the next collective: if any rank
+/// failed, every rank fails — with its own error on a rank that failed, naming the first rank that
+/// failed on the others — instead of the healthy ranks waiting for a peer that has left. One
+/// small all-gather; nothing in one process.
+pub fn all_ok<T>(collective: &dyn Collective, result: Result<T>) -> Result<T> {
+    if collective.world_size() == 1 {
+        return result;
+    }
+    let mine = match &result {
+        Ok(_) => vec![0u8],
+        Err(e) => std::iter::once(1u8)
+            .chain(e.to_string().into_bytes())
+            .collect(),
+    };
+    let all = collective.all_gather_bytes(mine);
+    let value = result?;
+    for (rank, outcome) in all?.iter().enumerate() {
+        if outcome.first() != Some(&0) {
+            return Err(Error::Distributed {
+                rank,
+                what: String::from_utf8_lossy(outcome.get(1..).unwrap_or_default()).into_owned(),
+            });
+        }
+    }
+    Ok(value)
 }

@@ -30,7 +30,7 @@ impl TrainConfig {
             let mut value = serde_json::to_value(Self::preset(&preset)?).expect("serialises");
             merge(&mut value, file).map_err(bad)?;
             serde_json::from_value(value)
-                .map_err(|e| bad(format!("a setting has the wrong type ({e})")))?
+                .map_err(|e| bad(format!("a setting is unknown or has the wrong type ({e})")))?
         } else {
             Self::preset(spec)?
         };
@@ -43,12 +43,15 @@ fn merge(base: &mut serde_json::Value, patch: serde_json::Value) -> Result<(), S
     match (base, patch) {
         (serde_json::Value::Object(base), serde_json::Value::Object(patch)) => {
             for (key, value) in patch {
-                let Some(slot) = base.get_mut(&key) else {
-                    let mut known: Vec<&String> = base.keys().collect();
-                    known.sort();
-                    return Err(format!("unknown setting `{key}`; known here: {known:?}"));
-                };
-                merge(slot, value)?;
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value)?,
+                    // A field serialisation leaves out at its default (selection_groups,
+                    // precision), or a misspelt one: the config denies unknown fields, so reading
+                    // it back refuses the latter, naming the fields it expected.
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
             }
         }
         (slot, value) => *slot = value,
@@ -81,7 +84,22 @@ where
             let leaf = depth + 1 == parts.len();
             match object.get(*part) {
                 Some(next) => slot = next,
-                None if leaf && omitted_field::<T>(&value, &parts, raw) => {}
+                None if leaf => match omitted_field::<T>(&value, &parts, raw) {
+                    Omitted::Accepted => {}
+                    Omitted::BadValue(why) => {
+                        return Err(bad(format!(
+                            "{key}={raw}: a value of the wrong type ({why})"
+                        )))
+                    }
+                    Omitted::Unknown => {
+                        let mut known: Vec<&str> = object.keys().map(String::as_str).collect();
+                        known.sort();
+                        return Err(bad(format!(
+                            "{key}: no such setting; known here: {}",
+                            known.join(", ")
+                        )));
+                    }
+                },
                 None => {
                     let mut known: Vec<&str> = object.keys().map(String::as_str).collect();
                     known.sort();
@@ -115,28 +133,39 @@ fn lookup<'v>(
     slot.as_object_mut().expect("checked")
 }
 
+enum Omitted {
+    Accepted,
+    Unknown,
+    BadValue(String),
+}
+
 /// Whether `path` names a field that serialisation leaves out at its default (e.g.
-/// `selection_groups`, `precision`): the config still reads with it set to `raw`. The configs deny
-/// unknown fields, so a misspelt key fails this test.
+/// `selection_groups`, `precision`): the config reads with it set to `raw` ([`Omitted::Accepted`]),
+/// refuses it as an unknown field (the configs deny unknown fields: a misspelt key), or refuses
+/// the value.
 fn omitted_field<T: serde::de::DeserializeOwned>(
     value: &serde_json::Value,
     path: &[&str],
     raw: &str,
-) -> bool {
+) -> Omitted {
     let mut candidate = value.clone();
     let (last, parents) = path.split_last().expect("a key has one part");
     let mut slot = &mut candidate;
     for part in parents {
         match slot.get_mut(*part) {
             Some(next) => slot = next,
-            None => return false,
+            None => return Omitted::Unknown,
         }
     }
     let Some(object) = slot.as_object_mut() else {
-        return false;
+        return Omitted::Unknown;
     };
     object.insert((*last).to_string(), parse_value(raw));
-    serde_json::from_value::<T>(candidate).is_ok()
+    match serde_json::from_value::<T>(candidate) {
+        Ok(_) => Omitted::Accepted,
+        Err(e) if e.to_string().starts_with("unknown field") => Omitted::Unknown,
+        Err(e) => Omitted::BadValue(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -162,7 +191,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.selection_groups, 2);
-        assert!(TrainConfig::load("tiny", &["selection_group=2".into()]).is_err());
+        assert!(TrainConfig::load("tiny", &["selection_group=2".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("no such setting"));
+        let value_err = TrainConfig::load("tiny", &["precision=bf15".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            value_err.contains("wrong type") && value_err.contains("bf15"),
+            "{value_err}"
+        );
+        // A TOML file may name them too; a misspelt key there is refused.
+        let dir = std::env::temp_dir().join(format!("jester-groups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = dir.join("groups.toml");
+        std::fs::write(&toml, "selection_groups = 4\n[optim]\nlr = 1e-3\n").unwrap();
+        let config = TrainConfig::load(toml.to_str().unwrap(), &[]).unwrap();
+        assert_eq!((config.selection_groups, config.optim.lr), (4, 1e-3));
+        std::fs::write(&toml, "selection_groupz = 4\n").unwrap();
+        let toml_err = TrainConfig::load(toml.to_str().unwrap(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            toml_err.contains("unknown field `selection_groupz`"),
+            "{toml_err}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
         assert!(
             err.contains("no such setting") && err.contains("lr"),
             "{err}"
@@ -191,7 +246,10 @@ mod tests {
         let err = TrainConfig::load(path.to_str().unwrap(), &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("unknown setting `stepz`"), "{err}");
+        assert!(
+            err.contains("unknown field `stepz`") && err.contains("`steps`"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

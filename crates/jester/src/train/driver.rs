@@ -6,19 +6,15 @@ use std::path::{Path, PathBuf};
 use jester_data::expand_shards;
 use jester_data::tokenizer::TextTokenizer;
 
-use serde::{Deserialize, Serialize};
-
-use jester_data::LoaderCursor;
-
-use super::setup::set_up;
+use super::ranks::{all_cursors, check_weights, open_run, share_from_lead, Opened};
 use super::step::{LossHook, Resume, Step, StepInputs, StepMetrics};
-use crate::collective::{Collective, SingleProcess};
+use crate::collective::{all_ok, Collective, SingleProcess};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::run_dir::{
-    latest_checkpoint, read_state, save_checkpoint, Claim, EvalLine, EvalSpec, ReferenceSource,
-    RunDir, RunInputs, RunState, StepLine, TrainSummary, Unfinished,
+    save_checkpoint, EvalLine, EvalSpec, ReferenceSource, RunDir, RunState, StepLine, TrainSummary,
+    Unfinished,
 };
 
 /// How a run starts.
@@ -132,36 +128,27 @@ pub fn train(
     if let Some(hook) = seams.loss_hook {
         step.set_loss_hook(hook);
     }
-    let mut evaluator = None;
-    if lead {
-        dir.truncate_lines(RunDir::METRICS, state.step)?;
-        // The evaluation after step S is written before checkpoint S, so it is kept on resuming
-        // from S; a run resumed with no checkpoint evaluates its initialisation again.
-        dir.truncate_lines(RunDir::EVAL, state.step)?;
-        if let Some(spec) = &options.eval {
-            evaluator = Some((seams.open_evaluator)(spec, &config, &tokenizer)?);
-        }
-    }
-    let mut evaluate = |step: &Step, state: &RunState, observer: &mut dyn Observer| -> Result<()> {
-        let Some(evaluator) = &mut evaluator else {
-            return Ok(());
-        };
-        let line = EvalLine {
-            step: state.step,
-            examples_seen: state.examples_seen,
-            flops_train: state.flops_train,
-            flops_score: state.flops_score,
-            flops_total: state.flops_train + state.flops_score,
-            wall_seconds: state.seconds.values().sum::<f64>(),
-            eval: evaluator.evaluate(step.model())?,
-        };
-        dir.append_line(RunDir::EVAL, &line)?;
-        observer.evaluated(&line);
+    // Rank 0's own start-up (the folder's files cut back to the checkpoint, the evaluator, the
+    // first evaluation), agreed by every rank before the first step's collectives.
+    let mut evaluator: Option<Box<dyn Evaluator>> = None;
+    let started = if lead {
+        (|| -> Result<()> {
+            dir.truncate_lines(RunDir::METRICS, state.step)?;
+            // The evaluation after step S is written before checkpoint S, so it is kept on
+            // resuming from S; a run resumed with no checkpoint evaluates its initialisation again.
+            dir.truncate_lines(RunDir::EVAL, state.step)?;
+            if let Some(spec) = &options.eval {
+                evaluator = Some((seams.open_evaluator)(spec, &config, &tokenizer)?);
+            }
+            if state.step == 0 {
+                evaluate(&mut evaluator, &dir, &step, &state, observer)?;
+            }
+            Ok(())
+        })()
+    } else {
         Ok(())
     };
-    if state.step == 0 {
-        evaluate(&step, &state, observer)?;
-    }
+    all_ok(step.collective(), started)?;
 
     let mut window = Window::default();
     let mut final_loss = f64::NAN;
@@ -209,7 +196,7 @@ pub fn train(
             window = Window::default();
         }
         if eval_now || state.step == config.steps {
-            evaluate(&step, &state, observer)?;
+            evaluate(&mut evaluator, &dir, &step, &state, observer)?;
         }
         if checkpoint_now {
             let saved = save_checkpoint(dir.path(), &state, config.keep_checkpoints, |temp| {
@@ -249,160 +236,6 @@ pub fn train(
     Ok(summary)
 }
 
-/// What rank 0 reads or makes of the run folder, sent to every rank.
-#[derive(Serialize, Deserialize)]
-struct Opened {
-    config: TrainConfig,
-    #[serde(with = "tokenizer_json")]
-    tokenizer: TextTokenizer,
-    state: RunState,
-    checkpoint: Option<PathBuf>,
-}
-
-mod tokenizer_json {
-    use jester_data::tokenizer::TextTokenizer;
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &TextTokenizer, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_json().map_err(serde::ser::Error::custom)?)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TextTokenizer, D::Error> {
-        let json = String::deserialize(d)?;
-        TextTokenizer::from_json(&json, std::path::Path::new("rank 0's tokenizer"))
-            .map_err(D::Error::custom)
-    }
-}
-
-/// Rank 0 claims the folder and sets up a fresh run or reads the resumed one.
-fn open_run(
-    start: Start,
-    options: &TrainOptions,
-    shards: &[PathBuf],
-    world: usize,
-) -> Result<(Claim, Opened)> {
-    let claim = match start {
-        Start::Fresh(_) => Claim::fresh(&options.out)?,
-        Start::Resume => Claim::existing(&options.out)?,
-    };
-    let dir = claim.dir();
-    let (config, tokenizer) = match start {
-        Start::Fresh(mut config) => {
-            if world > 1 && config.selection_groups == 1 {
-                config.selection_groups = world;
-            }
-            dir.write_inputs(&RunInputs::of(
-                &options.data,
-                &options.reference,
-                &options.eval,
-                options.unfinished_reference == Unfinished::Allow,
-            ))?;
-            set_up(*config, &dir, shards, &options.reference)?
-        }
-        Start::Resume => (dir.config()?, dir.tokenizer()?),
-    };
-    let groups = config.selection_groups;
-    if !groups.is_multiple_of(world) {
-        let sizes: Vec<usize> = (1..=groups).filter(|w| groups.is_multiple_of(*w)).collect();
-        return Err(Error::invalid(
-            "train",
-            format!(
-                "{} selects in {groups} groups (selection_groups, one loader share each); it can \
-                 run on a world size that divides {groups} ({sizes:?}), not {world}",
-                options.out.display()
-            ),
-        ));
-    }
-    let (state, checkpoint) = match latest_checkpoint(dir.path())? {
-        Some(checkpoint) => (read_state(&checkpoint)?, Some(checkpoint)),
-        None => (RunState::default(), None),
-    };
-    if checkpoint.is_some() && state.cursors().len() != groups {
-        return Err(Error::invalid(
-            "train",
-            format!(
-                "the checkpoint holds {} loader positions for {groups} selection groups",
-                state.cursors().len()
-            ),
-        ));
-    }
-    Ok((
-        claim,
-        Opened {
-            config,
-            tokenizer,
-            state,
-            checkpoint,
-        },
-    ))
-}
-
-/// Rank 0's `value` (or its failure) on every rank; a failure on rank 0 fails every rank.
-fn share_from_lead<T: Serialize + for<'de> Deserialize<'de>>(
-    collective: &dyn Collective,
-    value: Result<T>,
-) -> Result<T> {
-    if collective.world_size() == 1 {
-        return value;
-    }
-    let lead = collective.rank() == 0;
-    let sent: Option<std::result::Result<&T, String>> =
-        lead.then(|| value.as_ref().map_err(|e| e.to_string()));
-    let bytes = sent.map(|s| serde_json::to_vec(&s).expect("serialises"));
-    let received = collective.broadcast_bytes(bytes)?;
-    if lead {
-        return value;
-    }
-    let parsed: std::result::Result<T, String> =
-        serde_json::from_slice(&received).map_err(|e| Error::Distributed {
-            rank: collective.rank(),
-            what: format!("cannot read what rank 0 sent ({e})"),
-        })?;
-    parsed.map_err(|why| Error::Distributed {
-        rank: 0,
-        what: format!("failed to open the run: {why}"),
-    })
-}
-
-/// Every group's loader position (rank by rank, each rank's groups in order).
-fn all_cursors(step: &Step) -> Result<Vec<LoaderCursor>> {
-    let collective = step.collective();
-    let mine = serde_json::to_vec(&step.cursors()).expect("cursors serialise");
-    let mut cursors = Vec::new();
-    for (rank, bytes) in collective.all_gather_bytes(mine)?.into_iter().enumerate() {
-        let part: Vec<LoaderCursor> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
-                rank,
-                what: format!("its loader positions do not parse ({e})"),
-            })?;
-        cursors.extend(part);
-    }
-    Ok(cursors)
-}
-
-/// Every rank must hold the same weights after an update; an error names the ranks that differ.
-fn check_weights(step: &Step, after: usize) -> Result<()> {
-    let collective = step.collective();
-    if collective.world_size() == 1 {
-        return Ok(());
-    }
-    let mine = step.weights_checksum().to_bits().to_le_bytes().to_vec();
-    let all: Vec<f64> = collective
-        .all_gather_bytes(mine)?
-        .into_iter()
-        .map(|b| f64::from_bits(u64::from_le_bytes(b.try_into().unwrap_or_default())))
-        .collect();
-    match all.iter().position(|c| c.to_bits() != all[0].to_bits()) {
-        None => Ok(()),
-        Some(rank) => Err(Error::Distributed {
-            rank,
-            what: format!(
-                "its weights differ from rank 0's after step {after} (checksums by rank: {all:?}); \
-                 the ranks no longer train one model — resume from the last checkpoint"
-            ),
-        }),
-    }
-}
-
 fn add_all<V: Copy + std::ops::AddAssign + Default>(
     total: &mut BTreeMap<String, V>,
     part: &BTreeMap<String, V>,
@@ -410,6 +243,31 @@ fn add_all<V: Copy + std::ops::AddAssign + Default>(
     for (key, &value) in part {
         *total.entry(key.clone()).or_default() += value;
     }
+}
+
+/// Appends an evaluation of `step`'s model to `eval.jsonl` (rank 0, when the run has an eval set).
+fn evaluate(
+    evaluator: &mut Option<Box<dyn Evaluator>>,
+    dir: &RunDir,
+    step: &Step,
+    state: &RunState,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let Some(evaluator) = evaluator else {
+        return Ok(());
+    };
+    let line = EvalLine {
+        step: state.step,
+        examples_seen: state.examples_seen,
+        flops_train: state.flops_train,
+        flops_score: state.flops_score,
+        flops_total: state.flops_train + state.flops_score,
+        wall_seconds: state.seconds.values().sum::<f64>(),
+        eval: evaluator.evaluate(step.model())?,
+    };
+    dir.append_line(RunDir::EVAL, &line)?;
+    observer.evaluated(&line);
+    Ok(())
 }
 
 /// The steps since the previous metrics line.

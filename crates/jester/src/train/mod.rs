@@ -6,9 +6,11 @@
 //!   + reference embeddings (cache by key, or online) ─► select b ─► AdamW step on the b
 //! ```
 mod driver;
+mod grouped;
 pub mod optim;
 mod order;
 mod pool;
+mod ranks;
 mod scoring;
 mod setup;
 mod step;

@@ -44,6 +44,12 @@ impl Pool {
         }
         let mine = total / world;
         let groups = rank * mine..(rank + 1) * mine;
+        // The process's decoding threads are split over its loaders, not multiplied by them.
+        let options = LoaderOptions {
+            workers: (options.workers / mine).max(1),
+            prefetch: (options.prefetch / mine).max(1),
+            ..options.clone()
+        };
         let mut cursors = match cursors {
             Some(c) if c.len() == mine => c.into_iter().map(Some).collect(),
             Some(c) => {
@@ -65,7 +71,7 @@ impl Pool {
                 };
                 Ok(Loader::new_share(
                     shards.clone(),
-                    options,
+                    &options,
                     work.clone(),
                     cursor.take(),
                     share,

@@ -2,7 +2,7 @@
 //! executed (docs/ALGORITHM.md §6).
 use std::path::PathBuf;
 
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::cache::EmbeddingCache;
 use crate::config::TrainConfig;
@@ -10,7 +10,7 @@ use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
 use crate::flops;
 use crate::input::Drawn;
-use crate::model::{BatchTensors, TwoTower};
+use crate::model::TwoTower;
 use crate::run_dir::{load_trained, ReferenceSource, Unfinished};
 use crate::select::ScoreKind;
 
@@ -73,30 +73,14 @@ pub(super) fn reference_embeddings(
         Reference::Cache(cache) => Some(cache.lookup(&drawn.keys, device)?),
         Reference::Model(model) => {
             let patch = model.config().image.patch_size;
-            Some(embed_grouped(model, &drawn.tensors, patch, groups)?)
+            Some(super::grouped::embed_grouped(
+                model,
+                &drawn.tensors,
+                patch,
+                groups,
+            )?)
         }
     })
-}
-
-/// `model`'s embeddings of `tensors` (no gradient), encoded in `groups` equal parts: each group
-/// is computed as the rank holding it alone would, so a process with G groups repeats a G-rank
-/// run's arithmetic (pool.rs). One group: one call.
-pub(super) fn embed_grouped(
-    model: &TwoTower,
-    tensors: &BatchTensors,
-    patch: usize,
-    groups: usize,
-) -> Result<PairEmbeddings> {
-    if groups <= 1 {
-        return model.embed(tensors, patch);
-    }
-    let per = tensors.len() / groups;
-    let parts = (0..groups)
-        .map(|g| model.embed(&tensors.narrow(g * per, (g + 1) * per), patch))
-        .collect::<Result<Vec<_>>>()?;
-    let image = Tensor::cat(&parts.iter().map(|p| p.image()).collect::<Vec<_>>(), 0);
-    let text = Tensor::cat(&parts.iter().map(|p| p.text()).collect::<Vec<_>>(), 0);
-    PairEmbeddings::wrap(image, text, parts[0].temperature(), parts[0].bias())
 }
 
 /// FLOPs of one step as executed (docs/ALGORITHM.md §6): training 3× the forward of the trained batch

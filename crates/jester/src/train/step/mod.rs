@@ -10,11 +10,14 @@ use tch::{Device, Tensor};
 use jester_data::tokenizer::TextTokenizer;
 use jester_data::{LoaderCursor, LoaderOptions};
 
+mod new;
+
+use super::grouped::{embed_grouped, train_grouped};
 use super::optim::{learning_rate, AdamW};
 use super::order::training_order;
 use super::pool::{local_rows, Pool};
-use super::scoring::{embed_grouped, open_reference, reference_embeddings, Reference, StepCosts};
-use crate::collective::Collective;
+use super::scoring::{open_reference, reference_embeddings, Reference, StepCosts};
+use crate::collective::{Collective, SingleProcess};
 use crate::config::{TrainConfig, TrainMethod};
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
@@ -47,8 +50,8 @@ pub struct StepMetrics {
     /// Ground-truth noise kinds among the drawn and the selected examples (benchmarks only).
     pub noise_drawn: BTreeMap<String, u64>,
     pub noise_selected: BTreeMap<String, u64>,
-    /// The trained examples' rows in the (global) super-batch, in selection order (all B for
-    /// uniform).
+    /// The trained examples' rows in the (global) super-batch, in selection order (uniform: this
+    /// rank's rows, all B in one process).
     #[serde(skip)]
     pub selected: Vec<usize>,
 }
@@ -97,115 +100,6 @@ pub struct Step {
 }
 
 impl Step {
-    /// A learner initialised from `config.seed` (rank 0's, in a data-parallel run), or restored
-    /// as [`Resume`] says.
-    pub fn new(
-        config: TrainConfig,
-        inputs: StepInputs,
-        resume: Option<Resume>,
-        collective: Box<dyn Collective>,
-    ) -> Result<Self> {
-        config.validate()?;
-        let reference = open_reference(
-            inputs.reference,
-            inputs.unfinished_reference,
-            &inputs.shards,
-            &config,
-            inputs.device,
-        )?;
-        if config.method.scores()
-            && config.score.needs_reference()
-            && matches!(reference, Reference::None)
-        {
-            return Err(Error::invalid(
-                "train",
-                format!(
-                    "method {} with the {} score needs a reference: pass --reference EMBEDDINGS \
-                     (from `jester embed`) or --reference-model RUN",
-                    config.method.name(),
-                    config.score.name()
-                ),
-            ));
-        }
-        tch::manual_seed(config.seed as i64);
-        let mut model = TwoTower::new(&config.model, inputs.device)?;
-        model.set_precision(config.precision);
-        let parameters = model.parameters();
-        let mut optimizer = AdamW::new(&config.optim, &parameters, config.steps);
-        let whole_loss = parameters
-            .iter()
-            .map(|(name, _)| TwoTower::LOSS_PARAMETERS.contains(&name.as_str()))
-            .collect();
-        let tensors: Vec<Tensor> = parameters.iter().map(|(_, p)| p.shallow_clone()).collect();
-        let (done, cursors) = match resume {
-            Some(resume) => {
-                if let Some(checkpoint) = resume.checkpoint {
-                    let weights = checkpoint.join("model.safetensors");
-                    model
-                        .var_store_mut()
-                        .load(&weights)
-                        .map_err(|e| Error::Input {
-                            path: weights.clone(),
-                            what: format!("cannot restore the checkpoint's weights ({e})"),
-                        })?;
-                    optimizer.load(&checkpoint.join("optimizer.safetensors"))?;
-                }
-                if collective.world_size() > 1 {
-                    collective.broadcast_parameters(&tensors)?;
-                    let updates = Tensor::from_slice(&[optimizer.updates()]);
-                    collective.broadcast_parameters(&optimizer.moments())?;
-                    collective.broadcast_parameters(std::slice::from_ref(&updates))?;
-                    optimizer.set_updates(updates.int64_value(&[0]));
-                }
-                (resume.done, Some(resume.cursors))
-            }
-            None => {
-                collective.broadcast_parameters(&tensors)?;
-                (0, None)
-            }
-        };
-        let loader_options = LoaderOptions {
-            seed: config.seed,
-            epochs: None,
-            ..config.data.loader.clone()
-        };
-        let work = model_work(&config, inputs.tokenizer);
-        let super_batch = config.super_batch();
-        let pool = Pool::open(
-            inputs.shards,
-            &loader_options,
-            work,
-            cursors,
-            super_batch,
-            config.selection_groups,
-            collective.rank(),
-            collective.world_size(),
-        )?;
-        let costs = StepCosts::new(&config, &reference);
-        let parts = config
-            .group_parts()
-            .iter()
-            .copied()
-            .cycle()
-            .take(config.group_parts().len() * pool.groups().len())
-            .collect();
-        Ok(Self {
-            config,
-            device: inputs.device,
-            model,
-            parameters,
-            whole_loss,
-            optimizer,
-            reference,
-            pool,
-            costs,
-            parts,
-            collective,
-            loss_hook: None,
-            done,
-        })
-    }
-
     /// Installs a [`LossHook`].
     pub fn set_loss_hook(&mut self, hook: LossHook) {
         self.loss_hook = Some(hook);
@@ -328,7 +222,7 @@ impl Step {
 
         let timer = Instant::now();
         zero_grads(&self.parameters);
-        let (image, text) = self.model.train_embeddings(&batch, parts)?;
+        let (image, text) = train_grouped(&self.model, &batch, parts, groups.len())?;
         let gathering = Instant::now();
         let (image, text) = self.collective.gather_for_loss(image, text)?;
         let mut step_communication = elapsed(gathering, device);
