@@ -14,6 +14,7 @@ use jester::train::{train, Observer, Seams, Start, StepMetrics, TrainOptions};
 use crate::output::write_json;
 use crate::select::parse_device;
 use crate::Processes;
+use jester::collective::{from_lead, Collective};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -99,35 +100,18 @@ pub fn process_device(name: &str, processes: Option<&Processes>) -> Result<tch::
     }
 }
 
-/// Rank 0's answer to `read` on every rank (the run folder is rank 0's: other machines may not
-/// see it).
-fn from_lead<T: serde::Serialize + serde::de::DeserializeOwned>(
-    processes: Option<&Processes>,
-    read: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    let Some(p) = processes else {
-        return read();
-    };
-    let lead = p.collective.rank() == 0;
-    let value = if lead { Some(read()) } else { None };
-    let sent = value
-        .as_ref()
-        .map(|v| serde_json::to_vec(&v.as_ref().map_err(|e| format!("{e:#}"))).expect("json"));
-    let bytes = p.collective.broadcast_bytes(sent)?;
-    if let Some(value) = value {
-        return value;
-    }
-    let received: std::result::Result<T, String> = serde_json::from_slice(&bytes)?;
-    received.map_err(|e| anyhow::anyhow!("rank 0: {e}"))
-}
-
 pub fn run(args: TrainArgs, processes: Option<Processes>) -> Result<()> {
     let device = process_device(&args.device, processes.as_ref())?;
+    // The run folder is rank 0's: other machines may not see it.
+    let single = jester::collective::SingleProcess;
+    let collective = processes
+        .as_ref()
+        .map_or(&single as &dyn Collective, |p| p.collective.as_ref());
     let existing = match (&args.resume, &args.out) {
         (Some(dir), _) => Some(dir.clone()),
         (None, Some(out)) if args.auto_resume => {
             let out = out.clone();
-            from_lead(processes.as_ref(), || {
+            from_lead(collective, "look for a run in --out", || {
                 Ok(RunDir::new(&out).join(RunDir::CONFIG).exists())
             })?
             .then_some(out)
@@ -135,7 +119,9 @@ pub fn run(args: TrainArgs, processes: Option<Processes>) -> Result<()> {
         _ => None,
     };
     let (start, out, inputs) = if let Some(dir) = existing {
-        let mut inputs = from_lead(processes.as_ref(), || Ok(RunDir::new(&dir).inputs()?))?;
+        let mut inputs = from_lead(collective, "read the run's inputs", || {
+            RunDir::new(&dir).inputs()
+        })?;
         if !args.data.is_empty() {
             inputs.data = args.data.clone();
         }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use jester_data::SkipCounts;
 
 use crate::cache::EmbeddingWriter;
-use crate::collective::{all_ok, Collective};
-use crate::error::{Error, Result};
+use crate::collective::{all_gather_json, all_ok, Collective};
+use crate::error::Result;
 use crate::input::{assemble, file_order_loader};
 use crate::lock::Lock;
 use crate::provenance::Provenance;
@@ -78,7 +78,7 @@ pub fn embed_shards(
     loop {
         let examples = loader.next_batch(batch.max(1))?;
         let keys: Vec<String> = examples.iter().map(|e| e.key.clone()).collect();
-        let all_keys = gather_keys(collective, &keys)?;
+        let all_keys: Vec<String> = all_gather_json(collective, keys)?.concat();
         if all_keys.is_empty() {
             break;
         }
@@ -103,16 +103,7 @@ pub fn embed_shards(
         progress(written);
     }
     let mut skipped = SkipCounts::default();
-    for (rank, bytes) in collective
-        .all_gather_bytes(serde_json::to_vec(loader.skipped()).expect("serialises"))?
-        .into_iter()
-        .enumerate()
-    {
-        let counts: SkipCounts =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
-                rank,
-                what: format!("its skip counts do not parse ({e})"),
-            })?;
+    for counts in all_gather_json(collective, loader.skipped().clone())? {
         skipped.merge(&counts);
     }
     let (t, b) = {
@@ -134,21 +125,4 @@ pub fn embed_shards(
         b,
         skipped,
     })
-}
-
-/// Every rank's keys of this round, in rank order.
-fn gather_keys(collective: &dyn Collective, keys: &[String]) -> Result<Vec<String>> {
-    if collective.world_size() == 1 {
-        return Ok(keys.to_vec());
-    }
-    let mine = serde_json::to_vec(keys).expect("keys serialise");
-    let mut all = Vec::new();
-    for (rank, bytes) in collective.all_gather_bytes(mine)?.into_iter().enumerate() {
-        let part: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
-            rank,
-            what: format!("its sample keys do not parse ({e})"),
-        })?;
-        all.extend(part);
-    }
-    Ok(all)
 }

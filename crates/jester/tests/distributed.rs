@@ -15,7 +15,7 @@ use jester::Error;
 use jester_data::benchmark::synthetic::{generate, SyntheticConfig};
 
 struct Mirror {
-    /// Make the peer's weight checksum (the only 8-byte gather) differ from ours.
+    /// Make the peer's weight checksum (in its sync report) differ from ours.
     drift: bool,
 }
 
@@ -30,9 +30,25 @@ impl ProcessGroup for Mirror {
         Device::Cpu
     }
     fn all_gather(&self, tensor: &Tensor) -> jester::Result<Tensor> {
-        let peer = tensor.copy();
-        if self.drift && tensor.kind() == Kind::Uint8 && tensor.size() == [8] {
-            let _ = peer.get(0).g_add_scalar_(1);
+        let mut peer = tensor.copy();
+        if self.drift && tensor.kind() == Kind::Uint8 {
+            // The peer reports another weight checksum: one digit of it changed, length kept.
+            let mut bytes = Vec::<u8>::try_from(&peer).unwrap();
+            let key = b"\"checksum\":";
+            if let Some(at) = bytes.windows(key.len()).position(|w| w == key) {
+                let digits = at + key.len();
+                let end = digits
+                    + bytes[digits..]
+                        .iter()
+                        .take_while(|b| b.is_ascii_digit())
+                        .count();
+                bytes[end - 1] = if bytes[end - 1] == b'9' {
+                    b'8'
+                } else {
+                    bytes[end - 1] + 1
+                };
+                peer = Tensor::from_slice(&bytes);
+            }
         }
         Ok(Tensor::cat(&[tensor.shallow_clone(), peer], 0))
     }

@@ -99,3 +99,54 @@ pub fn all_ok<T>(collective: &dyn Collective, result: Result<T>) -> Result<T> {
     }
     Ok(value)
 }
+
+/// Rank 0's `read()` (run on rank 0 only) on every rank, or its failure: the other ranks then fail
+/// naming rank 0, `what` it failed to do and its error. For what only rank 0 can see (the run
+/// folder).
+pub fn from_lead<T: serde::Serialize + serde::de::DeserializeOwned>(
+    collective: &dyn Collective,
+    what: &str,
+    read: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    if collective.world_size() == 1 {
+        return read();
+    }
+    if collective.rank() == 0 {
+        let value = read();
+        let sent = value.as_ref().map_err(|e| e.to_string());
+        collective.broadcast_bytes(Some(serde_json::to_vec(&sent).expect("serialises")))?;
+        return value;
+    }
+    let received = collective.broadcast_bytes(None)?;
+    let parsed: std::result::Result<T, String> =
+        serde_json::from_slice(&received).map_err(|e| Error::Distributed {
+            rank: 0,
+            what: format!("what it sent does not parse ({e})"),
+        })?;
+    parsed.map_err(|why| Error::Distributed {
+        rank: 0,
+        what: format!("failed to {what}: {why}"),
+    })
+}
+
+/// Every rank's `value`, in rank order, on every rank (JSON over [`Collective::all_gather_bytes`]).
+pub fn all_gather_json<T: serde::Serialize + serde::de::DeserializeOwned>(
+    collective: &dyn Collective,
+    value: T,
+) -> Result<Vec<T>> {
+    if collective.world_size() == 1 {
+        return Ok(vec![value]);
+    }
+    let mine = serde_json::to_vec(&value).expect("serialises");
+    collective
+        .all_gather_bytes(mine)?
+        .iter()
+        .enumerate()
+        .map(|(rank, bytes)| {
+            serde_json::from_slice(bytes).map_err(|e| Error::Distributed {
+                rank,
+                what: format!("what it sent does not parse ({e})"),
+            })
+        })
+        .collect()
+}

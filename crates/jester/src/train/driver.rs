@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use jester_data::expand_shards;
 use jester_data::tokenizer::TextTokenizer;
 
-use super::ranks::{all_cursors, check_weights, open_run, share_from_lead, Opened};
+use super::ranks::{open_run, sync, Opened};
 use super::step::{LossHook, Resume, Step, StepInputs, StepMetrics};
-use crate::collective::{all_ok, Collective, SingleProcess};
+use crate::collective::{all_ok, from_lead, Collective, SingleProcess};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
@@ -91,15 +91,11 @@ pub fn train(
     let lead = collective.rank() == 0;
     let shards = expand_shards(&options.data)?;
     let mut claim = None;
-    let opened = if lead {
-        open_run(start, options, &shards, collective.world_size()).map(|(c, opened)| {
-            claim = Some(c);
-            opened
-        })
-    } else {
-        Err(Error::invalid("train", "not rank 0"))
-    };
-    let opened = share_from_lead(collective.as_ref(), opened)?;
+    let opened = from_lead(collective.as_ref(), "open the run", || {
+        let (c, opened) = open_run(start, options, &shards, collective.world_size())?;
+        claim = Some(c);
+        Ok(opened)
+    })?;
     let Opened {
         config,
         tokenizer,
@@ -151,6 +147,7 @@ pub fn train(
     all_ok(step.collective(), started)?;
 
     let mut window = Window::default();
+    let mut noise = (BTreeMap::new(), BTreeMap::new());
     let mut final_loss = f64::NAN;
     if let Some(claim) = &mut claim {
         claim.started();
@@ -175,15 +172,20 @@ pub fn train(
         state.flops_train += metrics.flops_train;
         state.flops_score += metrics.flops_score;
         add_all(&mut state.seconds, &metrics.seconds);
-        add_all(&mut state.noise_drawn, &metrics.noise_drawn);
-        add_all(&mut state.noise_selected, &metrics.noise_selected);
+        // This rank's noise counts wait for the next sync, where every rank's are summed.
+        add_all(&mut noise.0, &metrics.noise_drawn);
+        add_all(&mut noise.1, &metrics.noise_selected);
         window.add(&metrics);
         let eval_now = config.eval_every > 0 && state.step % config.eval_every == 0;
         let cadence = config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0;
         let checkpoint_now = cadence || state.step == config.steps;
         if log_now || checkpoint_now {
-            state.set_cursors(all_cursors(&step)?);
-            check_weights(&step, state.step)?;
+            let synced = sync(&step, std::mem::take(&mut noise), state.step)?;
+            state.set_cursors(synced.cursors);
+            add_all(&mut state.noise_drawn, &synced.noise_drawn);
+            add_all(&mut state.noise_selected, &synced.noise_selected);
+            add_all(&mut window.noise_drawn, &synced.noise_drawn);
+            add_all(&mut window.noise_selected, &synced.noise_selected);
         }
         if !lead {
             continue;
@@ -275,6 +277,7 @@ fn evaluate(
 struct Window {
     steps: usize,
     seconds: BTreeMap<String, f64>,
+    /// Every rank's noise counts, added at each sync (a metrics line is always one).
     noise_drawn: BTreeMap<String, u64>,
     noise_selected: BTreeMap<String, u64>,
 }
@@ -283,8 +286,6 @@ impl Window {
     fn add(&mut self, metrics: &StepMetrics) {
         self.steps += 1;
         add_all(&mut self.seconds, &metrics.seconds);
-        add_all(&mut self.noise_drawn, &metrics.noise_drawn);
-        add_all(&mut self.noise_selected, &metrics.noise_selected);
     }
 
     /// The metrics line after `last`: its own numbers, the run's totals, this window's means.

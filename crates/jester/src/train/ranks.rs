@@ -1,6 +1,7 @@
 //! What the ranks of a data-parallel run tell each other besides a step's tensors
 //! (docs/ARCHITECTURE.md, "Many processes"): rank 0 opens the run folder and sends what it read
 //! or made; loader positions are gathered for checkpoints; weights are compared by checksum.
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use jester_data::LoaderCursor;
 use super::driver::{Start, TrainOptions};
 use super::setup::set_up;
 use super::step::Step;
-use crate::collective::Collective;
+use crate::collective::all_gather_json;
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::run_dir::{latest_checkpoint, read_state, Claim, RunInputs, RunState, Unfinished};
@@ -103,69 +104,73 @@ pub(super) fn open_run(
     ))
 }
 
-/// Rank 0's `value` (or its failure) on every rank; a failure on rank 0 fails every rank.
-pub(super) fn share_from_lead<T: Serialize + for<'de> Deserialize<'de>>(
-    collective: &dyn Collective,
-    value: Result<T>,
-) -> Result<T> {
-    if collective.world_size() == 1 {
-        return value;
-    }
-    let lead = collective.rank() == 0;
-    let sent: Option<std::result::Result<&T, String>> =
-        lead.then(|| value.as_ref().map_err(|e| e.to_string()));
-    let bytes = sent.map(|s| serde_json::to_vec(&s).expect("serialises"));
-    let received = collective.broadcast_bytes(bytes)?;
-    if lead {
-        return value;
-    }
-    let parsed: std::result::Result<T, String> =
-        serde_json::from_slice(&received).map_err(|e| Error::Distributed {
-            rank: collective.rank(),
-            what: format!("cannot read what rank 0 sent ({e})"),
-        })?;
-    parsed.map_err(|why| Error::Distributed {
-        rank: 0,
-        what: format!("failed to open the run: {why}"),
-    })
+/// What the ranks agree on at a metrics line or a checkpoint (one gather, not one per step).
+pub(super) struct Synced {
+    /// Every group's loader position (rank by rank, each rank's groups in order).
+    pub cursors: Vec<LoaderCursor>,
+    /// Noise kinds drawn and trained on, summed over ranks, since the previous sync.
+    pub noise_drawn: BTreeMap<String, u64>,
+    pub noise_selected: BTreeMap<String, u64>,
 }
 
-/// Every group's loader position (rank by rank, each rank's groups in order).
-pub(super) fn all_cursors(step: &Step) -> Result<Vec<LoaderCursor>> {
-    let collective = step.collective();
-    let mine = serde_json::to_vec(&step.cursors()).expect("cursors serialise");
-    let mut cursors = Vec::new();
-    for (rank, bytes) in collective.all_gather_bytes(mine)?.into_iter().enumerate() {
-        let part: Vec<LoaderCursor> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
-                rank,
-                what: format!("its loader positions do not parse ({e})"),
-            })?;
-        cursors.extend(part);
-    }
-    Ok(cursors)
+#[derive(Serialize, Deserialize)]
+struct RankReport {
+    cursors: Vec<LoaderCursor>,
+    noise: (BTreeMap<String, u64>, BTreeMap<String, u64>),
+    /// The weights' checksum as its bits (JSON would round the f64).
+    checksum: u64,
 }
 
-/// Every rank must hold the same weights after an update; an error names the ranks that differ.
-pub(super) fn check_weights(step: &Step, after: usize) -> Result<()> {
+/// Gathers every rank's loader positions and noise counts since the last sync (`noise`, this
+/// rank's), and checks that every rank holds the same weights after step `after`: ranks that drift
+/// apart stop the run, naming the first that differs from rank 0.
+pub(super) fn sync(
+    step: &Step,
+    noise: (BTreeMap<String, u64>, BTreeMap<String, u64>),
+    after: usize,
+) -> Result<Synced> {
     let collective = step.collective();
-    if collective.world_size() == 1 {
-        return Ok(());
-    }
-    let mine = step.weights_checksum().to_bits().to_le_bytes().to_vec();
-    let all: Vec<f64> = collective
-        .all_gather_bytes(mine)?
-        .into_iter()
-        .map(|b| f64::from_bits(u64::from_le_bytes(b.try_into().unwrap_or_default())))
-        .collect();
-    match all.iter().position(|c| c.to_bits() != all[0].to_bits()) {
-        None => Ok(()),
-        Some(rank) => Err(Error::Distributed {
+    let checksum = if collective.world_size() > 1 {
+        step.weights_checksum().to_bits()
+    } else {
+        0
+    };
+    let reports = all_gather_json(
+        collective,
+        RankReport {
+            cursors: step.cursors(),
+            noise,
+            checksum,
+        },
+    )?;
+    if let Some(rank) = reports
+        .iter()
+        .position(|r| r.checksum != reports[0].checksum)
+    {
+        let all: Vec<f64> = reports.iter().map(|r| f64::from_bits(r.checksum)).collect();
+        return Err(Error::Distributed {
             rank,
             what: format!(
                 "its weights differ from rank 0's after step {after} (checksums by rank: {all:?}); \
                  the ranks no longer train one model — resume from the last checkpoint"
             ),
-        }),
+        });
+    }
+    let mut synced = Synced {
+        cursors: Vec::new(),
+        noise_drawn: BTreeMap::new(),
+        noise_selected: BTreeMap::new(),
+    };
+    for report in reports {
+        synced.cursors.extend(report.cursors);
+        add_counts(&mut synced.noise_drawn, report.noise.0);
+        add_counts(&mut synced.noise_selected, report.noise.1);
+    }
+    Ok(synced)
+}
+
+fn add_counts(total: &mut BTreeMap<String, u64>, part: BTreeMap<String, u64>) {
+    for (kind, n) in part {
+        *total.entry(kind).or_default() += n;
     }
 }

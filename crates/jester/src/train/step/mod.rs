@@ -47,7 +47,8 @@ pub struct StepMetrics {
     /// Mean learnability (or learner loss) of the selected batch vs a uniform one from the same
     /// super-batch; computed when asked for (it costs a pass over the scores).
     pub score: Option<ScoreSummary>,
-    /// Ground-truth noise kinds among the drawn and the selected examples (benchmarks only).
+    /// Ground-truth noise kinds among this rank's drawn and trained examples (benchmarks only;
+    /// the run's totals over ranks are summed at metrics lines and checkpoints).
     pub noise_drawn: BTreeMap<String, u64>,
     pub noise_selected: BTreeMap<String, u64>,
     /// The trained examples' rows in the (global) super-batch, in selection order (uniform: this
@@ -285,8 +286,7 @@ impl Step {
             Some(rows) => count(&mut rows.iter().map(|&r| r as usize)),
             None => count(&mut (0..drawn.noise.len())),
         };
-        let (noise_drawn, noise_selected) =
-            self.sum_over_ranks(count(&mut (0..drawn.noise.len())), local_selected)?;
+        let noise_drawn = count(&mut (0..drawn.noise.len()));
         Ok(StepMetrics {
             step: step + 1,
             update: Update {
@@ -304,35 +304,9 @@ impl Step {
             seconds,
             score,
             noise_drawn,
-            noise_selected,
+            noise_selected: local_selected,
             selected,
         })
-    }
-
-    /// The noise counts of every rank, summed (a no-op in one process).
-    fn sum_over_ranks(
-        &self,
-        drawn: BTreeMap<String, u64>,
-        selected: BTreeMap<String, u64>,
-    ) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>)> {
-        if self.collective.world_size() == 1 {
-            return Ok((drawn, selected));
-        }
-        let mine = serde_json::to_vec(&(drawn, selected)).expect("counts serialise");
-        let mut total = (BTreeMap::new(), BTreeMap::new());
-        for bytes in self.collective.all_gather_bytes(mine)? {
-            let (d, s): (BTreeMap<String, u64>, BTreeMap<String, u64>) =
-                serde_json::from_slice(&bytes).map_err(|e| Error::Distributed {
-                    rank: self.collective.rank(),
-                    what: format!("a peer's noise counts do not parse ({e})"),
-                })?;
-            for (into, from) in [(&mut total.0, d), (&mut total.1, s)] {
-                for (k, v) in from {
-                    *into.entry(k).or_default() += v;
-                }
-            }
-        }
-        Ok(total)
     }
 }
 
