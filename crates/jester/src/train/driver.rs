@@ -157,7 +157,8 @@ pub fn train(
         let index = step.done();
         let log_now =
             index == 0 || (index + 1) % config.log_every == 0 || index + 1 == config.steps;
-        let metrics = step.run(log_now).map_err(|e| match e {
+        // The selection summary is for the metrics line, which only rank 0 writes.
+        let metrics = step.run(log_now && lead).map_err(|e| match e {
             Error::NonFinite { step, what, .. } => Error::NonFinite {
                 step,
                 what,
