@@ -6,7 +6,8 @@
 //! of ours refers to it), and then CUDA is silently unavailable on GPU machines.
 use std::path::Path;
 
-fn main() {
+/// Also called by crates/jester/build.rs, which adds its C++ shim.
+pub fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;

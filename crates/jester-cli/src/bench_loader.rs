@@ -45,6 +45,21 @@ pub struct LoaderBench {
     /// Random resized crops (training) instead of centre crops.
     #[arg(long)]
     train: bool,
+    /// What the workers hand over: 8-bit pixels (what training loads now; normalised on the
+    /// device) or normalised f32 (as before).
+    #[arg(long, value_enum, default_value_t = Output::U8)]
+    output: Output,
+    /// Decode every image at its own size (as before): no size hint, so no DCT-scaled JPEG
+    /// decoding and SVGs drawn at their declared size.
+    #[arg(long)]
+    full_size_decode: bool,
+}
+
+/// What a loaded sample's pixels are.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Output {
+    U8,
+    F32,
 }
 
 /// Generated images.
@@ -80,17 +95,29 @@ pub fn run(args: LoaderBench) -> Result<()> {
         ..Preprocess::default()
     };
     let decode_options = DecodeOptions {
-        svg_side: Some(preprocess.source_side()),
+        target_side: (!args.full_size_decode).then(|| preprocess.source_side()),
         ..DecodeOptions::default()
     };
+    let output = args.output;
     let context = args.context_length;
     let work = Arc::new(move |raw: RawSample| {
         let sample = decode(&raw, &decode_options)?;
         let mut rng =
             ChaCha8Rng::seed_from_u64(jester_data::tools::inspect::fnv1a(sample.key.as_bytes()));
-        let pixels = preprocess
-            .apply(&image::DynamicImage::ImageRgb8(sample.image), &mut rng)
-            .expect("valid preprocessing");
+        let image = image::DynamicImage::ImageRgb8(sample.image);
+        // The bytes handed over: 8-bit HWC, or 4-byte floats (kept as bytes to share one type).
+        let pixels: Vec<u8> = match output {
+            Output::U8 => preprocess
+                .resample(&image, &mut rng)
+                .expect("valid preprocessing")
+                .into_raw(),
+            Output::F32 => preprocess
+                .apply(&image, &mut rng)
+                .expect("valid preprocessing")
+                .iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect(),
+        };
         let tokens = tokenizer
             .encode(&sample.caption, context)
             .expect("encodable caption");
@@ -124,12 +151,14 @@ pub fn run(args: LoaderBench) -> Result<()> {
         args.data.join(" ")
     };
     println!(
-        "loader: {:.0} samples/s ({} samples of {source} → {}×{}{}, T = {}, {} workers after {warm} warm-up); peak extra memory {:.0} MiB",
+        "loader: {:.0} samples/s ({} samples of {source} → {}×{}{} {}{}, T = {}, {} workers after {warm} warm-up); peak extra memory {:.0} MiB",
         n as f64 / seconds,
         n,
         args.resolution,
         args.resolution,
         if args.train { " random crops" } else { " centre crops" },
+        if args.output == Output::U8 { "u8" } else { "f32" },
+        if args.full_size_decode { ", decoded at full size" } else { "" },
         args.context_length,
         args.workers,
         peak as f64 / (1 << 20) as f64

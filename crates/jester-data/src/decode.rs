@@ -23,12 +23,15 @@ pub struct DecodeOptions {
     /// hashed from them) written before it existed stay the same.
     #[serde(skip_serializing_if = "is_default_max_caption_bytes")]
     pub max_caption_bytes: usize,
-    /// Draw SVGs with their shorter side at most this long (the transform's [`source_side`]),
-    /// however large they declare themselves. Set from the preprocessing in code, not a config.
+    /// The shorter side the transform needs (its [`source_side`]): SVGs are drawn at most this
+    /// large, however large they declare themselves, and JPEGs at least twice as large are
+    /// decoded at the smallest DCT scale (½, ¼ or ⅛: a fraction of the IDCT work and of the
+    /// memory) that keeps their shorter side at least this long; the transform then resamples
+    /// as usual. Set from the preprocessing in code, not a config.
     ///
     /// [`source_side`]: crate::transform::Preprocess::source_side
     #[serde(skip)]
-    pub svg_side: Option<u32>,
+    pub target_side: Option<u32>,
 }
 
 const DEFAULT_MAX_CAPTION_BYTES: usize = 16 << 10;
@@ -43,7 +46,7 @@ impl Default for DecodeOptions {
             max_pixels: 8192 * 8192,
             caption_field: "caption".into(),
             max_caption_bytes: DEFAULT_MAX_CAPTION_BYTES,
-            svg_side: None,
+            target_side: None,
         }
     }
 }
@@ -109,6 +112,50 @@ pub fn decode(raw: &RawSample, options: &DecodeOptions) -> Result<DecodedSample,
     })
 }
 
+/// A JPEG decoded at the smallest DCT scale (1/8, 1/4, 1/2) whose shorter side is still ≥ `side`
+/// (jpeg-decoder's `scale`: the IDCT then computes only the low frequencies of each block). `None`
+/// when scaling would not shrink it (shorter side under 2 × `side`) or for what the scaled path
+/// does not cover (16-bit or CMYK JPEGs, sides over 65,535): those go through the full decoder.
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    side: u32,
+    max_pixels: u64,
+) -> Result<Option<RgbImage>, SkipReason> {
+    use jpeg_decoder::{Decoder, PixelFormat};
+    let mut decoder = Decoder::new(Cursor::new(bytes));
+    decoder
+        .read_info()
+        .map_err(|_| SkipReason::UndecodableImage)?;
+    let info = decoder.info().ok_or(SkipReason::UndecodableImage)?;
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(SkipReason::ImageTooLarge);
+    }
+    let short = width.min(height);
+    let side = side.max(1);
+    if short < 2 * side || !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8) {
+        return Ok(None);
+    }
+    // Each side scaled as the shorter one is: the decoder picks the smallest scale at least this.
+    let want = |long: u32| (u64::from(long) * u64::from(side)).div_ceil(u64::from(short));
+    let (Ok(w), Ok(h)) = (u16::try_from(want(width)), u16::try_from(want(height))) else {
+        return Ok(None);
+    };
+    decoder
+        .scale(w, h)
+        .map_err(|_| SkipReason::UndecodableImage)?;
+    let pixels = decoder.decode().map_err(|_| SkipReason::UndecodableImage)?;
+    let info = decoder.info().ok_or(SkipReason::UndecodableImage)?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    let rgb = match info.pixel_format {
+        PixelFormat::RGB24 => pixels,
+        _ => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+    };
+    RgbImage::from_raw(w, h, rgb)
+        .map(Some)
+        .ok_or(SkipReason::UndecodableImage)
+}
+
 /// The sample's image as RGB, from the first image member present (jpg, jpeg, png, webp, svg).
 pub fn decode_image(raw: &RawSample, options: &DecodeOptions) -> Result<RgbImage, SkipReason> {
     let (extension, bytes) = crate::sample::IMAGE_EXTENSIONS
@@ -119,7 +166,12 @@ pub fn decode_image(raw: &RawSample, options: &DecodeOptions) -> Result<RgbImage
         return Err(SkipReason::EmptyImage);
     }
     if extension == "svg" {
-        return crate::svg::rasterise(bytes, options.svg_side, options.max_pixels);
+        return crate::svg::rasterise(bytes, options.target_side, options.max_pixels);
+    }
+    if let (Some(side), "jpg" | "jpeg") = (options.target_side, extension) {
+        if let Some(image) = decode_jpeg_scaled(bytes, side, options.max_pixels)? {
+            return Ok(image);
+        }
     }
     let reader = || {
         ImageReader::new(Cursor::new(bytes))

@@ -106,7 +106,7 @@ impl Preprocess {
     /// evaluation (the shorter side is resized to R); for training, R over the smallest side a
     /// random crop can have relative to the image's shorter side, √(scale₀ · min(ratio₀, 1/ratio₁))
     /// (273 at 224 px with the defaults). Large vector images are drawn at this size (the decode
-    /// options' `svg_side`).
+    /// options' `target_side`).
     pub fn source_side(&self) -> u32 {
         if !self.train {
             return self.resolution;
@@ -124,10 +124,18 @@ impl Preprocess {
         [3, r, r]
     }
 
-    /// One image as row-major CHW f32 `[3, R, R]`, normalised. Greyscale becomes three equal
-    /// channels; alpha is dropped (not composited), as PIL's `convert("RGB")` does. The eval path
-    /// draws nothing from `rng`; the train path is a function of the image and the RNG's state.
+    /// One image as row-major CHW f32 `[3, R, R]`, normalised: [`Self::resample`] then
+    /// [`Self::normalise`].
     pub fn apply(&self, image: &DynamicImage, rng: &mut impl Rng) -> Result<Vec<f32>> {
+        Ok(self.normalise(&self.resample(image, rng)?))
+    }
+
+    /// The geometric half of the transform: the image cropped and resized to R×R, still 8-bit
+    /// RGB (what the loader hands the trainer, which normalises on the device: 4× less to copy
+    /// and prefetch than f32). Greyscale becomes three equal channels; alpha is dropped (not
+    /// composited), as PIL's `convert("RGB")` does. The eval path draws nothing from `rng`; the
+    /// train path is a function of the image and the RNG's state.
+    pub fn resample(&self, image: &DynamicImage, rng: &mut impl Rng) -> Result<RgbImage> {
         self.validate()?;
         let (width, height) = (image.width(), image.height());
         if width == 0 || height == 0 {
@@ -150,7 +158,7 @@ impl Preprocess {
             let resized = resize(&rgb, [0, 0, width, height], w, h);
             imageops::crop_imm(&resized, (w - r) / 2, (h - r) / 2, r, r).to_image()
         };
-        Ok(self.normalise(&out))
+        Ok(out)
     }
 
     /// torchvision's `RandomResizedCrop.get_params`: up to ten draws of an area fraction and a
@@ -183,12 +191,18 @@ impl Preprocess {
         [(width - w) / 2, (height - h) / 2, w, h]
     }
 
-    /// `(x / 255 - mean) / std` per channel, HWC u8 → CHW f32, through a 256-entry table per
-    /// channel (the same arithmetic as torchvision's `ToTensor` + `Normalize`).
-    fn normalise(&self, image: &RgbImage) -> Vec<f32> {
-        let table: [[f32; 256]; 3] = std::array::from_fn(|c| {
+    /// The normalised value of every 8-bit level, per channel: `(v / 255 - mean) / std` in f32
+    /// (the arithmetic of torchvision's `ToTensor` + `Normalize`). Normalising through this table,
+    /// here or on the device, gives the same bits.
+    pub fn table(&self) -> [[f32; 256]; 3] {
+        std::array::from_fn(|c| {
             std::array::from_fn(|v| (v as f32 / 255.0 - self.mean[c]) / self.std[c])
-        });
+        })
+    }
+
+    /// HWC u8 → CHW f32 through [`Self::table`].
+    pub fn normalise(&self, image: &RgbImage) -> Vec<f32> {
+        let table = self.table();
         let plane = image.width() as usize * image.height() as usize;
         let mut out = vec![0.0; 3 * plane];
         let (red, rest) = out.split_at_mut(plane);

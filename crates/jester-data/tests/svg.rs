@@ -15,7 +15,7 @@ fn svg(width: u32, height: u32) -> RawSample {
 
 fn drawn_for(raw: &RawSample, preprocess: &Preprocess) -> Result<(u32, u32), SkipReason> {
     let options = DecodeOptions {
-        svg_side: Some(preprocess.source_side()),
+        target_side: Some(preprocess.source_side()),
         ..DecodeOptions::default()
     };
     decode_image(raw, &options).map(|image| image.dimensions())
@@ -37,7 +37,7 @@ fn a_huge_svg_is_drawn_near_the_training_resolution() {
 #[test]
 fn the_drawing_is_the_svg_scaled() {
     let options = DecodeOptions {
-        svg_side: Some(100),
+        target_side: Some(100),
         ..DecodeOptions::default()
     };
     let image = decode_image(&svg(10_000, 5_000), &options).unwrap();
@@ -49,7 +49,7 @@ fn the_drawing_is_the_svg_scaled() {
 #[test]
 fn a_drawing_beyond_the_pixel_cap_is_skipped_and_counted_as_too_large() {
     let options = DecodeOptions {
-        svg_side: Some(224),
+        target_side: Some(224),
         max_pixels: 1 << 20,
         ..DecodeOptions::default()
     };

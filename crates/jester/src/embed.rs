@@ -10,7 +10,7 @@ use jester_data::SkipCounts;
 use crate::cache::EmbeddingWriter;
 use crate::collective::{all_gather_json, all_ok, Collective};
 use crate::error::Result;
-use crate::input::{assemble, file_order_loader};
+use crate::input::{assemble, file_order_loader, model_preprocess};
 use crate::lock::Lock;
 use crate::provenance::Provenance;
 use crate::run_dir::TrainedModel;
@@ -87,7 +87,7 @@ pub fn embed_shards(
             let empty = || tch::Tensor::zeros([0, d], (tch::Kind::Float, model.device()));
             (empty(), empty())
         } else {
-            let drawn = assemble(examples, model.device());
+            let drawn = assemble(examples, &model_preprocess(config), model.device());
             let embeddings = model.embed(&drawn.tensors, patch)?;
             (
                 embeddings.image().shallow_clone(),

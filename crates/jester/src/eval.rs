@@ -20,7 +20,7 @@ use jester_data::tokenizer::TextTokenizer;
 
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::input::{assemble, file_order_loader};
+use crate::input::{assemble, file_order_loader, model_preprocess};
 use crate::model::{BatchTensors, TwoTower};
 
 pub mod rank;
@@ -119,7 +119,7 @@ impl EvalSet {
         if examples.is_empty() {
             return Err(Error::invalid("eval", format!("no samples in {data:?}")));
         }
-        let drawn = assemble(examples, Device::Cpu);
+        let drawn = assemble(examples, &model_preprocess(config), Device::Cpu);
         let captions = caption_groups(&drawn.tensors.ids, &drawn.tensors.last)?;
         let prompts = match classes {
             None => None,

@@ -1,5 +1,8 @@
-//! Samples as the trainer sees them: decoded, preprocessed and tokenised on the loader's workers,
-//! then stacked into tensors on the model's device.
+//! Samples as the trainer sees them: decoded, cropped, resized and tokenised on the loader's
+//! workers, then stacked into tensors on the model's device. Images stay 8-bit until they are on
+//! the device (docs/ARCHITECTURE.md, "Input path"): the loader's buffers hold a quarter of what
+//! f32 pixels would, the host-to-GPU copy moves a quarter of the bytes, from pinned memory and
+//! without blocking, and the conversion to normalised f32 runs on the device.
 use std::sync::Arc;
 
 use rand::SeedableRng;
@@ -20,8 +23,8 @@ use crate::model::BatchTensors;
 #[derive(Clone, Debug)]
 pub struct Example {
     pub key: String,
-    /// `[3, R, R]` row-major.
-    pub image: Vec<f32>,
+    /// `[R, R, 3]` row-major 8-bit RGB (HWC), not yet normalised.
+    pub image: Vec<u8>,
     /// `[T]` ids.
     pub ids: Vec<i64>,
     /// Position of the caption's last real token.
@@ -43,15 +46,16 @@ pub fn example_work(
 ) -> Work<Example> {
     // SVGs drawn at the size the transform resamples from, not their own (often thousands of px).
     let decode_options = DecodeOptions {
-        svg_side: Some(preprocess.source_side()),
+        target_side: Some(preprocess.source_side()),
         ..decode_options
     };
     Arc::new(move |raw| {
         let sample = decode(&raw, &decode_options)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(sample.key.as_bytes()));
         let image = preprocess
-            .apply(&image::DynamicImage::ImageRgb8(sample.image), &mut rng)
-            .map_err(|_| SkipReason::UndecodableImage)?;
+            .resample(&image::DynamicImage::ImageRgb8(sample.image), &mut rng)
+            .map_err(|_| SkipReason::UndecodableImage)?
+            .into_raw();
         let (ids, length) = tokenizer
             .encode_with_length(&sample.caption, context_length)
             .map_err(|_| SkipReason::Untokenizable)?;
@@ -92,13 +96,19 @@ pub fn file_order_loader(
     )?)
 }
 
+/// The image transform of a model trained with `config`: its resolution, SigLIP's
+/// normalisation.
+pub fn model_preprocess(config: &crate::config::TrainConfig) -> Preprocess {
+    Preprocess {
+        resolution: config.model.image.image_size as u32,
+        ..Preprocess::default()
+    }
+}
+
 /// [`example_work`] for a model trained with `config`: its decoding options, its resolution, its
 /// context length and seed.
 pub fn model_work(config: &crate::config::TrainConfig, tokenizer: &TextTokenizer) -> Work<Example> {
-    let preprocess = Preprocess {
-        resolution: config.model.image.image_size as u32,
-        ..Preprocess::default()
-    };
+    let preprocess = model_preprocess(config);
     example_work(
         config.data.decode.clone(),
         preprocess,
@@ -116,32 +126,51 @@ pub struct Drawn {
     pub tensors: BatchTensors,
 }
 
-/// Stacks examples (all of one image shape and T) into tensors on `device`.
-pub fn assemble(examples: Vec<Example>, device: Device) -> Drawn {
-    let n = examples.len() as i64;
+/// Stacks examples (all of one image side and T) into tensors on `device`, the images normalised
+/// there by `preprocess`'s table ([`Preprocess::table`]: the same bits as normalising on the
+/// host). For a CUDA device the 8-bit pixels are written into pinned host memory and copied
+/// without blocking, so the copy overlaps the device's queued work.
+pub fn assemble(examples: Vec<Example>, preprocess: &Preprocess, device: Device) -> Drawn {
+    let n = examples.len();
     let image_len = examples.first().map_or(0, |e| e.image.len());
     let context = examples.first().map_or(0, |e| e.ids.len());
     let side = ((image_len / 3) as f64).sqrt().round() as i64;
-    let mut pixels = Vec::with_capacity(examples.len() * image_len);
-    let mut ids = Vec::with_capacity(examples.len() * context);
-    let mut last = Vec::with_capacity(examples.len());
-    let mut keys = Vec::with_capacity(examples.len());
-    let mut noise = Vec::with_capacity(examples.len());
-    let mut classes = Vec::with_capacity(examples.len());
+    assert!(
+        examples.iter().all(|e| e.image.len() == image_len),
+        "one preprocessing makes one image size"
+    );
+    let host = Tensor::empty([n as i64, side, side, 3], (Kind::Uint8, Device::Cpu));
+    let host = if device.is_cuda() {
+        host.pin_memory(device)
+    } else {
+        host
+    };
+    if n > 0 && image_len > 0 {
+        // SAFETY: `host` is a fresh contiguous u8 tensor of n·R·R·3 = n·image_len bytes that
+        // nothing else references while this slice lives.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(host.data_ptr() as *mut u8, n * image_len) };
+        for (e, row) in examples.iter().zip(bytes.chunks_exact_mut(image_len)) {
+            row.copy_from_slice(&e.image);
+        }
+    }
+    let mut ids = Vec::with_capacity(n * context);
+    let mut last = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut noise = Vec::with_capacity(n);
+    let mut classes = Vec::with_capacity(n);
     for e in examples {
-        pixels.extend_from_slice(&e.image);
         ids.extend_from_slice(&e.ids);
         last.push(e.last);
         keys.push(e.key);
         noise.push(e.noise);
         classes.push(e.class);
     }
+    let pixels = host.to_device_(device, Kind::Uint8, device.is_cuda(), false);
     let tensors = BatchTensors {
-        images: Tensor::from_slice(&pixels)
-            .reshape([n, 3, side, side])
-            .to_device(device),
+        images: normalise_on(&pixels, preprocess),
         ids: Tensor::from_slice(&ids)
-            .reshape([n, context as i64])
+            .reshape([n as i64, context as i64])
             .to_kind(Kind::Int64)
             .to_device(device),
         last: Tensor::from_slice(&last).to_device(device),
@@ -152,4 +181,16 @@ pub fn assemble(examples: Vec<Example>, device: Device) -> Drawn {
         classes,
         tensors,
     }
+}
+
+/// `[n, R, R, 3]` u8 → `[n, 3, R, R]` f32 normalised, on the pixels' device: a lookup of each level
+/// in the per-channel table (exact, unlike recomputing `(v / 255 − mean) / std` with the device's
+/// rounding).
+fn normalise_on(pixels: &Tensor, preprocess: &Preprocess) -> Tensor {
+    let device = pixels.device();
+    let flat: Vec<f32> = preprocess.table().iter().flatten().copied().collect();
+    let table = Tensor::from_slice(&flat).to_device(device);
+    let channel = Tensor::from_slice(&[0i64, 256, 512]).to_device(device);
+    let index = pixels.to_kind(Kind::Int64) + channel;
+    table.take(&index).permute([0, 3, 1, 2]).contiguous()
 }

@@ -4,4 +4,4 @@ mod settings;
 mod train;
 
 pub use settings::with_overrides;
-pub use train::{DataConfig, FlexiConfig, OptimConfig, TrainConfig, TrainMethod};
+pub use train::{DataConfig, FlexiConfig, OptimConfig, ScorePrecision, TrainConfig, TrainMethod};

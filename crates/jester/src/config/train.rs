@@ -178,6 +178,28 @@ pub struct TrainConfig {
     /// only when not 1, so other runs' `config.json` (and experiment keys) read as before.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub selection_groups: usize,
+    /// Arithmetic of the scoring forward (the learner's and an online reference's embeddings of
+    /// the super-batch): `auto` (bf16 on CUDA, whose tensor cores make it fast, else `precision`),
+    /// `f32` or `bf16`. Scores feed a sampler, not gradients; BENCHMARKS.md ("Scoring a
+    /// super-batch") checks that bf16 scores select as f32's do. Written only when not `auto`.
+    #[serde(default, skip_serializing_if = "ScorePrecision::is_auto")]
+    pub score_precision: ScorePrecision,
+}
+
+/// [`TrainConfig::score_precision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScorePrecision {
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl ScorePrecision {
+    pub fn is_auto(&self) -> bool {
+        *self == ScorePrecision::Auto
+    }
 }
 
 fn one() -> usize {
@@ -217,6 +239,7 @@ impl TrainConfig {
             eval_every: 0,
             precision: Precision::F32,
             selection_groups: 1,
+            score_precision: ScorePrecision::Auto,
         })
     }
 
@@ -229,6 +252,16 @@ impl TrainConfig {
         }
         crate::select::super_batch_for(self.batch, self.filter_ratio)
             .expect("filter_ratio checked by validate()")
+    }
+
+    /// The precision scoring runs in on `device` ([`Self::score_precision`] resolved).
+    pub fn scoring_precision(&self, device: tch::Device) -> Precision {
+        match self.score_precision {
+            ScorePrecision::Auto if device.is_cuda() => Precision::Bf16,
+            ScorePrecision::Auto => self.precision,
+            ScorePrecision::F32 => Precision::F32,
+            ScorePrecision::Bf16 => Precision::Bf16,
+        }
     }
 
     /// The patch size scoring runs the image tower at.

@@ -9,6 +9,7 @@
 mod block;
 mod config;
 pub mod flexi;
+pub mod inference;
 pub mod precision;
 mod text;
 mod vision;
@@ -181,6 +182,15 @@ impl TwoTower {
 
     /// L2-normalised image embeddings `[n, D]` of `images [n, 3, H, H]` at patch size `patch`.
     pub fn encode_images(&self, images: &Tensor, patch: usize) -> Result<Tensor> {
+        self.encode_images_in(images, patch, self.precision)
+    }
+
+    fn encode_images_in(
+        &self,
+        images: &Tensor,
+        patch: usize,
+        precision: Precision,
+    ) -> Result<Tensor> {
         self.config.check_patch(patch)?;
         let h = self.config.image.image_size as i64;
         let size = images.size();
@@ -191,7 +201,7 @@ impl TwoTower {
                 got: size,
             });
         }
-        let x = autocast(self.precision, self.device(), || {
+        let x = autocast(precision, self.device(), || {
             self.image.forward(images, patch)
         });
         Ok(normalise(&x.to_kind(Kind::Float)))
@@ -199,6 +209,10 @@ impl TwoTower {
 
     /// L2-normalised text embeddings `[n, D]` of `ids [n, T]` pooled at `last [n]`.
     pub fn encode_texts(&self, ids: &Tensor, last: &Tensor) -> Result<Tensor> {
+        self.encode_texts_in(ids, last, self.precision)
+    }
+
+    fn encode_texts_in(&self, ids: &Tensor, last: &Tensor, precision: Precision) -> Result<Tensor> {
         let t = self.config.text.context_length as i64;
         let size = ids.size();
         if size.len() != 2 || size[1] != t || last.size() != [size[0]] {
@@ -208,23 +222,33 @@ impl TwoTower {
                 got: size,
             });
         }
-        let x = autocast(self.precision, self.device(), || {
-            self.text.forward(ids, last)
-        });
+        let x = autocast(precision, self.device(), || self.text.forward(ids, last));
         Ok(normalise(&x.to_kind(Kind::Float)))
     }
 
     /// Embeddings of a batch with every image at patch `patch`, detached, as the selector takes
-    /// them (with this model's t and b).
+    /// them (with this model's t and b), computed in inference mode (model/inference.rs): the
+    /// results are inference tensors, to be read, not updated in place.
     pub fn embed(&self, batch: &BatchTensors, patch: usize) -> Result<PairEmbeddings> {
-        let _guard = tch::no_grad_guard();
+        self.embed_in(batch, patch, self.precision)
+    }
+
+    /// [`Self::embed`] with the towers' matrix products in `precision` instead of the model's
+    /// own (scoring in bf16 while training in f32: `TrainConfig::scoring_precision`).
+    pub fn embed_in(
+        &self,
+        batch: &BatchTensors,
+        patch: usize,
+        precision: Precision,
+    ) -> Result<PairEmbeddings> {
+        let _guard = inference::InferenceMode::enter();
         let n = batch.len();
         let mut images = Vec::new();
         let mut texts = Vec::new();
         for start in (0..n).step_by(EMBED_CHUNK) {
             let part = batch.narrow(start, (start + EMBED_CHUNK).min(n));
-            images.push(self.encode_images(&part.images, patch)?);
-            texts.push(self.encode_texts(&part.ids, &part.last)?);
+            images.push(self.encode_images_in(&part.images, patch, precision)?);
+            texts.push(self.encode_texts_in(&part.ids, &part.last, precision)?);
         }
         let image = Tensor::cat(&images, 0);
         let text = Tensor::cat(&texts, 0);

@@ -91,6 +91,10 @@ impl VisionTower {
                 .expect("resize cache")
                 .entry(patch)
                 .or_insert_with(|| {
+                    // Kept for every later forward, training's included: made as a normal tensor
+                    // even when the first call comes from scoring's inference mode.
+                    let _normal = super::inference::InferenceMode::suspend();
+                    let _no_grad = tch::no_grad_guard();
                     pi_resize_matrix(base, patch)
                         .to_device(self.kernel.device())
                         .to_kind(Kind::Float)

@@ -6,9 +6,9 @@ use tch::Tensor;
 
 use crate::embeddings::PairEmbeddings;
 use crate::error::Result;
-use crate::model::{BatchTensors, TwoTower};
+use crate::model::{BatchTensors, Precision, TwoTower};
 
-/// `model`'s embeddings of `tensors` (no gradient), encoded in `groups` equal parts: each group
+/// `model`'s embeddings of `tensors` (inference mode, in `precision`), encoded in `groups` equal parts: each group
 /// is computed as the rank holding it alone would, so a process with G groups repeats a G-rank
 /// run's arithmetic (pool.rs). One group: one call.
 pub(super) fn embed_grouped(
@@ -16,13 +16,14 @@ pub(super) fn embed_grouped(
     tensors: &BatchTensors,
     patch: usize,
     groups: usize,
+    precision: Precision,
 ) -> Result<PairEmbeddings> {
     if groups <= 1 {
-        return model.embed(tensors, patch);
+        return model.embed_in(tensors, patch, precision);
     }
     let per = tensors.len() / groups;
     let parts = (0..groups)
-        .map(|g| model.embed(&tensors.narrow(g * per, (g + 1) * per), patch))
+        .map(|g| model.embed_in(&tensors.narrow(g * per, (g + 1) * per), patch, precision))
         .collect::<Result<Vec<_>>>()?;
     let image = Tensor::cat(&parts.iter().map(|p| p.image()).collect::<Vec<_>>(), 0);
     let text = Tensor::cat(&parts.iter().map(|p| p.text()).collect::<Vec<_>>(), 0);

@@ -44,10 +44,13 @@ impl Pool {
         }
         let mine = total / world;
         let groups = rank * mine..(rank + 1) * mine;
-        // The process's decoding threads are split over its loaders, not multiplied by them.
+        // The process's decoding threads are split over its loaders, not multiplied by them. Each
+        // loader keeps at least two of its draws decoded ahead, so the next super-batch (5 or 10
+        // batches when scoring) is ready when the step asks for it, whatever `prefetch` says.
+        let per_draw = super_batch / total;
         let options = LoaderOptions {
             workers: (options.workers / mine).max(1),
-            prefetch: (options.prefetch / mine).max(1),
+            prefetch: (options.prefetch / mine).max(2 * per_draw).max(1),
             ..options.clone()
         };
         let mut cursors = match cursors {

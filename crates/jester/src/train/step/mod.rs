@@ -21,7 +21,7 @@ use crate::collective::{Collective, SingleProcess};
 use crate::config::{TrainConfig, TrainMethod};
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
-use crate::input::{assemble, model_work};
+use crate::input::{assemble, model_preprocess, model_work};
 use crate::loss::LossKind;
 use crate::model::{BatchTensors, TwoTower};
 use crate::run_dir::{ReferenceSource, ScoreSummary, Unfinished, Update};
@@ -96,6 +96,8 @@ pub struct Step {
     /// The (rows, patch) parts of this rank's share of the trained batch.
     parts: Vec<(usize, usize)>,
     collective: Box<dyn Collective>,
+    /// How drawn images are normalised (on the device).
+    preprocess: jester_data::transform::Preprocess,
     loss_hook: Option<LossHook>,
     done: usize,
 }
@@ -157,14 +159,16 @@ impl Step {
         // Time in collectives (a data-parallel run only), kept out of score and step.
         let mut communication = 0.0;
         let timer = Instant::now();
-        let drawn = assemble(self.pool.draw()?, device);
+        let drawn = assemble(self.pool.draw()?, &self.preprocess, device);
         seconds.insert("load".to_string(), elapsed(timer, device));
         let parts = &self.parts;
 
         let (rows, selected, score) = if config.method.scores() {
             let timer = Instant::now();
             let patch = config.score_patch();
-            let learner = embed_grouped(&self.model, &drawn.tensors, patch, groups.len())?;
+            let precision = config.scoring_precision(device);
+            let learner =
+                embed_grouped(&self.model, &drawn.tensors, patch, groups.len(), precision)?;
             let learner = self.collective.gather_scoring(learner)?;
             let reference =
                 reference_embeddings(&self.reference, &drawn, config, device, groups.len())?

@@ -125,6 +125,7 @@ impl Step {
             .take(config.group_parts().len() * pool.groups().len())
             .collect();
         Ok(Self {
+            preprocess: model_preprocess(&config),
             config,
             device: inputs.device,
             model,
