@@ -2,7 +2,9 @@
 //! library, so that the Python package runs the very same commands data-parallel under torchrun
 //! (`python -m jester train ...`, docs/ARCHITECTURE.md "Many processes"); `main.rs` calls [`main`].
 mod bench;
+mod bench_flops;
 mod bench_loader;
+mod bench_score;
 mod bench_select;
 mod bench_stream;
 mod bench_train;

@@ -46,6 +46,83 @@ pub fn selection(b: usize, super_batch: usize, embed_dim: usize, models: usize) 
     models as f64 * (2.0 * 2.0 * b * big * d + 2.0 * big * d)
 }
 
+/// One term of an iteration's FLOPs ([`per_iteration`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Part {
+    /// "train" (forward and backward of the trained batch) or "score" (scoring and selection).
+    pub phase: &'static str,
+    /// "image", "text", "loss", "reference" or "selection".
+    pub tower: &'static str,
+    /// The image tower's patch size for image terms.
+    pub patch: Option<usize>,
+    /// Examples this term runs over.
+    pub rows: usize,
+    pub flops: f64,
+}
+
+/// Every term of one iteration's FLOPs as executed (docs/ALGORITHM.md §6), by phase, tower and
+/// resolution: training is 3× the forward of each part of the trained batch (`config`'s
+/// `train_parts`, each at its patch size), its text and its loss; scoring is the learner's
+/// forward over B at the scoring patch, an online reference's forward (`online_reference`: its
+/// model; `None` when scored from a cache or not at all) and the selection's block products.
+pub fn per_iteration(
+    config: &crate::config::TrainConfig,
+    online_reference: Option<&ModelConfig>,
+) -> Vec<Part> {
+    let m = &config.model;
+    let b = config.batch;
+    let part = |phase, tower, patch, rows: usize, flops: f64| Part {
+        phase,
+        tower,
+        patch,
+        rows,
+        flops,
+    };
+    let mut parts: Vec<Part> = config
+        .train_parts()
+        .iter()
+        .map(|&(rows, patch)| {
+            let f = rows as f64 * 3.0 * image_forward(&m.image, m.embed_dim, patch);
+            part("train", "image", Some(patch), rows, f)
+        })
+        .collect();
+    parts.push(part(
+        "train",
+        "text",
+        None,
+        b,
+        b as f64 * 3.0 * text_forward(&m.text, m.embed_dim),
+    ));
+    parts.push(part(
+        "train",
+        "loss",
+        None,
+        b,
+        b as f64 * 3.0 * loss_per_example(b, m.embed_dim),
+    ));
+    if config.method.scores() {
+        let big = config.super_batch();
+        let patch = config.score_patch();
+        let image = big as f64 * image_forward(&m.image, m.embed_dim, patch);
+        parts.push(part("score", "image", Some(patch), big, image));
+        let text = big as f64 * text_forward(&m.text, m.embed_dim);
+        parts.push(part("score", "text", None, big, text));
+        let mut models = 1;
+        if config.score.needs_reference() {
+            if config.score == crate::select::ScoreKind::Learnability {
+                models = 2;
+            }
+            if let Some(r) = online_reference {
+                let f = big as f64 * example_forward(r, r.image.patch_size);
+                parts.push(part("score", "reference", Some(r.image.patch_size), big, f));
+            }
+        }
+        let f = selection(b, big, m.embed_dim, models);
+        parts.push(part("score", "selection", None, big, f));
+    }
+    parts
+}
+
 /// The per-iteration cost relative to uniform training that docs/ALGORITHM.md §6 predicts, with `ratio` =
 /// B/b and `approx` = A (cost of a scoring forward relative to a full one), scoring the reference
 /// from cache and *not* reusing the scoring forward for the step: (3 + A·B/b) / 3.
@@ -74,6 +151,41 @@ mod tests {
         let low = image_forward(&config.image, config.embed_dim, 8);
         // 64 → 16 tokens: projections ÷4, attention ÷16, patch embedding unchanged.
         assert!(low < full / 3.5 && low > full / 5.0, "{full} vs {low}");
+    }
+
+    #[test]
+    fn the_breakdown_sums_to_the_step_and_splits_flexi_by_resolution() {
+        use crate::config::{TrainConfig, TrainMethod};
+        let mut config = TrainConfig::preset("tiny").unwrap();
+        config.batch = 64;
+        config.method = TrainMethod::FlexiJest;
+        let parts = per_iteration(&config, None);
+        let sum = |phase: &str| -> f64 {
+            parts
+                .iter()
+                .filter(|p| p.phase == phase)
+                .map(|p| p.flops)
+                .sum()
+        };
+        let m = &config.model;
+        // Half the batch at patch 4, half at 8; scoring over B = 320 at patch 8.
+        let train = 32.0 * 3.0 * image_forward(&m.image, m.embed_dim, 4)
+            + 32.0 * 3.0 * image_forward(&m.image, m.embed_dim, 8)
+            + 64.0 * 3.0 * (text_forward(&m.text, m.embed_dim) + loss_per_example(64, m.embed_dim));
+        assert!((sum("train") - train).abs() < 1e-6 * train);
+        let score = 320.0 * example_forward(m, 8) + selection(64, 320, m.embed_dim, 2);
+        assert!((sum("score") - score).abs() < 1e-6 * score);
+        let patches: Vec<_> = parts
+            .iter()
+            .filter(|p| p.tower == "image")
+            .map(|p| p.patch)
+            .collect();
+        assert_eq!(patches, [Some(4), Some(8), Some(8)]);
+        // Uniform: no scoring terms at all.
+        config.method = TrainMethod::Uniform;
+        assert!(per_iteration(&config, None)
+            .iter()
+            .all(|p| p.phase == "train"));
     }
 
     #[test]

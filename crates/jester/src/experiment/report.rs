@@ -43,6 +43,10 @@ pub struct RunSummary {
     /// Uniform's examples (FLOPs) for its final score over this run's examples (FLOPs) to reach it.
     pub iteration_speedup: Option<f64>,
     pub flop_speedup: Option<f64>,
+    /// [`Self::flop_speedup`] with the reference's one-off FLOPs (its training and its forward over
+    /// the cached pool) charged in full to this run; runs without a reference: the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flop_speedup_with_reference: Option<f64>,
     /// Executed FLOPs per iteration relative to uniform.
     pub cost_per_iteration: f64,
     /// Wall seconds per step relative to uniform.
@@ -66,6 +70,8 @@ pub struct SeedOutcome {
     pub final_metric: f64,
     pub iteration_speedup: Option<f64>,
     pub flop_speedup: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flop_speedup_with_reference: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,9 +185,15 @@ pub fn build(
     command: &str,
     wall: f64,
 ) -> Result<ExperimentSummary> {
+    // A reference whose cost cannot be read (an older folder) leaves its runs' column empty.
+    let reference_costs: BTreeMap<CurationLevel, f64> = parts
+        .references
+        .iter()
+        .filter_map(|(level, dir)| Some((*level, reference_cost(dir).ok()?)))
+        .collect();
     let mut per_seed = Vec::new();
     for dirs in &parts.runs {
-        per_seed.push(one_seed(recipe, dirs)?);
+        per_seed.push(one_seed(recipe, dirs, &reference_costs)?);
     }
     let (mut runs, mut target, pool_noise) = per_seed
         .first()
@@ -199,6 +211,7 @@ pub fn build(
                     final_metric: runs[i].final_metric,
                     iteration_speedup: runs[i].iteration_speedup,
                     flop_speedup: runs[i].flop_speedup,
+                    flop_speedup_with_reference: runs[i].flop_speedup_with_reference,
                 })
                 .collect();
             run.final_metric = mean(run.seeds.iter().map(|s| s.final_metric));
@@ -208,6 +221,7 @@ pub fn build(
             };
             run.iteration_speedup = reached(|s| s.iteration_speedup);
             run.flop_speedup = reached(|s| s.flop_speedup);
+            run.flop_speedup_with_reference = reached(|s| s.flop_speedup_with_reference);
         }
     }
     let mut references = BTreeMap::new();
@@ -244,7 +258,27 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 /// One seed's runs measured against its uniform run: (runs, target, the pool's noise).
 type SeedRuns = (Vec<RunSummary>, f64, BTreeMap<String, f64>);
 
-fn one_seed(recipe: &Recipe, dirs: &[PathBuf]) -> Result<SeedRuns> {
+/// The one-off FLOPs of the reference trained in `dir`: its training (`summary.json`) and its
+/// forward over every pool example it cached (`DIR-pool.safetensors`, the protocol's name).
+fn reference_cost(dir: &Path) -> Result<f64> {
+    let summary = read_json(&dir.join("summary.json"))?;
+    let train = summary["flops_total"]
+        .as_f64()
+        .ok_or_else(|| bad(dir, "summary.json has no flops_total".into()))?;
+    let config: crate::config::TrainConfig =
+        serde_json::from_value(read_json(&dir.join("config.json"))?)
+            .map_err(|e| bad(dir, format!("config.json: {e}")))?;
+    let cache = PathBuf::from(format!("{}-pool.safetensors", dir.display()));
+    let rows = crate::cache::EmbeddingCache::read(&cache)?.len();
+    let m = &config.model;
+    Ok(train + rows as f64 * crate::flops::example_forward(m, m.image.patch_size))
+}
+
+fn one_seed(
+    recipe: &Recipe,
+    dirs: &[PathBuf],
+    reference_costs: &BTreeMap<CurationLevel, f64>,
+) -> Result<SeedRuns> {
     let mut runs = Vec::new();
     let mut pool_noise = BTreeMap::new();
     for (run, dir) in recipe.runs.iter().zip(dirs) {
@@ -296,6 +330,7 @@ fn one_seed(recipe: &Recipe, dirs: &[PathBuf]) -> Result<SeedRuns> {
             flops_to_target: None,
             iteration_speedup: None,
             flop_speedup: None,
+            flop_speedup_with_reference: None,
             cost_per_iteration: summary["cost_vs_uniform"].as_f64().unwrap_or(f64::NAN),
             wall_per_iteration: wall_seconds / steps,
             wall_seconds,
@@ -329,6 +364,12 @@ fn one_seed(recipe: &Recipe, dirs: &[PathBuf]) -> Result<SeedRuns> {
             run.flops_to_target = Some(flops);
             run.iteration_speedup = Some(u_examples / examples.max(1.0));
             run.flop_speedup = Some(u_flops / flops.max(1.0));
+            run.flop_speedup_with_reference = match run.reference {
+                None => run.flop_speedup,
+                Some(level) => reference_costs
+                    .get(&level)
+                    .map(|cost| u_flops / (flops + cost).max(1.0)),
+            };
         }
     }
     Ok((runs, target, pool_noise))

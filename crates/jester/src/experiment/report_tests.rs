@@ -5,6 +5,7 @@ use super::markdown::{final_cell, speedup_cell};
 use super::report::to_target;
 use super::*;
 use crate::config::TrainMethod;
+use jester_data::benchmark::CurationLevel;
 
 fn p(examples: f64, metric: f64) -> Point {
     Point {
@@ -79,10 +80,28 @@ fn uniform_is_one_times_itself_even_when_its_curve_touched_the_target_early() {
         "#,
     )
     .unwrap();
+    // A reference: 1,500 FLOPs of training and 3 cached pool rows of the tiny model's forward.
+    let reference = dir.join("reference-strong-k");
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::write(reference.join("summary.json"), r#"{"flops_total": 1500.0}"#).unwrap();
+    let tiny = crate::config::TrainConfig::preset("tiny").unwrap();
+    std::fs::write(
+        reference.join("config.json"),
+        serde_json::to_string(&tiny).unwrap(),
+    )
+    .unwrap();
+    let mut writer =
+        crate::cache::EmbeddingWriter::create(&dir.join("reference-strong-k-pool.safetensors"))
+            .unwrap();
+    let rows = tch::Tensor::ones([3, 4], (tch::Kind::Float, tch::Device::Cpu)) / 2.0;
+    writer
+        .append(&["a".into(), "b".into(), "c".into()], &rows, &rows)
+        .unwrap();
+    writer.finish(10.0, -10.0, None).unwrap();
     let parts = Parts {
         seeds: vec![0],
         runs: vec![vec![uniform, jest]],
-        references: BTreeMap::new(),
+        references: BTreeMap::from([(CurationLevel::Strong, reference)]),
     };
     let s = build(&recipe, &parts, "test", 0.0);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -90,6 +109,16 @@ fn uniform_is_one_times_itself_even_when_its_curve_touched_the_target_early() {
     assert_eq!(s.runs[0].iteration_speedup, Some(1.0));
     assert_eq!(s.runs[0].flop_speedup, Some(1.0));
     assert_eq!(s.runs[1].iteration_speedup, Some(2.0));
+    // Uniform reached its target at 3,000 FLOPs, JEST at 1,500: 2× without the reference, and
+    // 3,000 / (1,500 + its one-off cost) with it; uniform has no reference, so stays 1×.
+    let m = &tiny.model;
+    let cost = 1500.0 + 3.0 * crate::flops::example_forward(m, m.image.patch_size);
+    assert_eq!(s.runs[1].flop_speedup, Some(2.0));
+    assert_eq!(
+        s.runs[1].flop_speedup_with_reference,
+        Some(3000.0 / (1500.0 + cost))
+    );
+    assert_eq!(s.runs[0].flop_speedup_with_reference, Some(1.0));
 }
 
 #[test]
@@ -100,6 +129,7 @@ fn several_seeds_are_reported_as_mean_and_range() {
         final_metric,
         iteration_speedup: speedup,
         flop_speedup: None,
+        flop_speedup_with_reference: None,
     };
     let run = RunSummary {
         name: "jest".into(),
@@ -123,6 +153,7 @@ fn several_seeds_are_reported_as_mean_and_range() {
         flops_to_target: None,
         iteration_speedup: Some(3.0),
         flop_speedup: None,
+        flop_speedup_with_reference: None,
         cost_per_iteration: 1.0,
         wall_per_iteration: 1.0,
         wall_seconds: 1.0,

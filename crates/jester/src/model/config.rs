@@ -74,6 +74,26 @@ impl ModelConfig {
         }
     }
 
+    /// `tiny`'s towers with the paper's token ratio (docs/ALGORITHM.md §5): 64-px images at patch 4
+    /// (256 image tokens, 64 when Flexi-JEST scores at patch 8) and 16 text tokens — SigLIP's
+    /// B/16 at 256 px reads 256 image tokens and 16 text tokens. In `tiny` (64 image tokens, 24
+    /// text) the text tower is a third of a scoring forward at patch 8, which no patch size can
+    /// approximate away; here it is under a tenth, as in the paper.
+    pub fn tiny_hires() -> Self {
+        let tiny = Self::tiny();
+        Self {
+            image: VisionConfig {
+                image_size: 64,
+                ..tiny.image
+            },
+            text: TextConfig {
+                context_length: 16,
+                ..tiny.text
+            },
+            ..tiny
+        }
+    }
+
     /// A small model for larger CPU runs and GPUs (64-px images, patch 8).
     pub fn small() -> Self {
         Self {
@@ -126,11 +146,12 @@ impl ModelConfig {
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "tiny" => Ok(Self::tiny()),
+            "tiny-hires" => Ok(Self::tiny_hires()),
             "small" => Ok(Self::small()),
             "b16" => Ok(Self::b16()),
             _ => Err(Error::invalid(
                 "model preset",
-                format!("unknown preset {name:?}; expected tiny, small or b16"),
+                format!("unknown preset {name:?}; expected tiny, tiny-hires, small or b16"),
             )),
         }
     }

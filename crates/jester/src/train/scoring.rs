@@ -12,7 +12,6 @@ use crate::flops;
 use crate::input::Drawn;
 use crate::model::TwoTower;
 use crate::run_dir::{load_trained, ReferenceSource, Unfinished};
-use crate::select::ScoreKind;
 
 pub(super) enum Reference {
     None,
@@ -78,6 +77,7 @@ pub(super) fn reference_embeddings(
                 &drawn.tensors,
                 patch,
                 groups,
+                config.scoring_precision(device),
             )?)
         }
     })
@@ -96,39 +96,23 @@ impl StepCosts {
     pub fn new(config: &TrainConfig, reference: &Reference) -> Self {
         let m = &config.model;
         let b = config.batch;
-        let text = flops::text_forward(&m.text, m.embed_dim);
-        let loss = flops::loss_per_example(b, m.embed_dim);
-        let train: f64 = config
-            .train_parts()
-            .iter()
-            .map(|&(rows, patch)| {
-                rows as f64 * 3.0 * flops::image_forward(&m.image, m.embed_dim, patch)
-            })
-            .sum::<f64>()
-            + b as f64 * 3.0 * (text + loss);
-        let uniform = b as f64 * 3.0 * (flops::example_forward(m, m.image.patch_size) + loss);
-        let score = if config.method.scores() {
-            let big = config.super_batch();
-            let mut score = big as f64 * flops::example_forward(m, config.score_patch());
-            let mut models = 1;
-            if config.score.needs_reference() {
-                models = if config.score == ScoreKind::Learnability {
-                    2
-                } else {
-                    1
-                };
-                if let Reference::Model(reference) = reference {
-                    let r = reference.config();
-                    score += big as f64 * flops::example_forward(r, r.image.patch_size);
-                }
-            }
-            score + flops::selection(b, big, m.embed_dim, models)
-        } else {
-            0.0
+        let online = match reference {
+            Reference::Model(r) => Some(r.config()),
+            _ => None,
         };
+        let parts = flops::per_iteration(config, online);
+        let sum = |phase: &str| -> f64 {
+            parts
+                .iter()
+                .filter(|p| p.phase == phase)
+                .map(|p| p.flops)
+                .sum()
+        };
+        let loss = flops::loss_per_example(b, m.embed_dim);
+        let uniform = b as f64 * 3.0 * (flops::example_forward(m, m.image.patch_size) + loss);
         Self {
-            train,
-            score,
+            train: sum("train"),
+            score: sum("score"),
             uniform,
         }
     }
