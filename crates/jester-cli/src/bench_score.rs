@@ -92,6 +92,17 @@ pub fn run(args: ScoreBench) -> Result<()> {
         jester_data::Share::WHOLE,
     )?;
     let mut examples = loader.take(big * args.super_batches);
+    // The reference reads captions with its own tokenizer: a second loader over the same shards
+    // in file order, so the i-th example is the same sample for both (checked by key).
+    let reference_loader = file_order_loader(
+        &args.data,
+        &reference.config,
+        &reference.tokenizer,
+        2,
+        1024,
+        jester_data::Share::WHOLE,
+    )?;
+    let mut reference_examples = reference_loader.take(big * args.super_batches);
     let mut ways: Vec<(String, Vec<f64>)> =
         ["no_grad f32 (before)", "inference f32", "inference bf16"]
             .iter()
@@ -112,6 +123,14 @@ pub fn run(args: ScoreBench) -> Result<()> {
                 args.super_batches
             );
         }
+        let theirs: Vec<_> = reference_examples
+            .by_ref()
+            .take(big)
+            .collect::<std::result::Result<_, _>>()?;
+        if theirs.len() != batch.len() || theirs.iter().zip(&batch).any(|(a, b)| a.key != b.key) {
+            bail!("the learner's and the reference's loaders disagree on the samples");
+        }
+        let reference_drawn = assemble(theirs, &model_preprocess(&reference.config), device);
         let drawn = assemble(batch, &model_preprocess(&config), device);
         let tensors = &drawn.tensors;
         // Timing: each way once to warm up, then interleaved repetitions.
@@ -137,8 +156,14 @@ pub fn run(args: ScoreBench) -> Result<()> {
         // Selection quality.
         let f32_learner = run_way(1)?;
         let bf16_learner = run_way(2)?;
-        let f32_reference = reference.model.embed_in(tensors, patch, Precision::F32)?;
-        let bf16_reference = reference.model.embed_in(tensors, patch, Precision::Bf16)?;
+        let theirs = &reference_drawn.tensors;
+        let reference_patch = reference.config.model.image.patch_size;
+        let f32_reference = reference
+            .model
+            .embed_in(theirs, reference_patch, Precision::F32)?;
+        let bf16_reference = reference
+            .model
+            .embed_in(theirs, reference_patch, Precision::Bf16)?;
         max_error = max_error.max(
             (f32_learner.image() - bf16_learner.image())
                 .abs()

@@ -71,6 +71,40 @@ pub fn example_work(
     })
 }
 
+/// `work` with its results kept in memory up to `budget` bytes, by sample key and content
+/// (FNV-1a of the members): a sample read again — every pass over a pool after the first, five
+/// or ten times more often for JEST's super-batches — is neither decoded nor resampled nor
+/// tokenised again. Exact: [`example_work`] is a function of the sample and the seed (its
+/// randomness is seeded by the key), so a kept result equals a recomputed one, skips included.
+/// Once the budget is spent, new samples are computed as before and not kept.
+pub fn cached_work(work: Work<Example>, budget: usize) -> Work<Example> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Kept = std::result::Result<Example, SkipReason>;
+    let kept: Arc<Mutex<(HashMap<(String, u64), Kept>, usize)>> = Arc::default();
+    Arc::new(move |raw| {
+        let mut hash = 0u64;
+        for (name, bytes) in &raw.members {
+            hash = hash.rotate_left(5) ^ fnv1a(name.as_bytes()) ^ fnv1a(bytes);
+        }
+        let id = (raw.key.clone(), hash);
+        if let Some(found) = kept.lock().expect("example cache").0.get(&id) {
+            return found.clone();
+        }
+        let made = work(raw);
+        let size = match &made {
+            Ok(e) => e.image.len() + 8 * e.ids.len() + e.key.len() + 64,
+            Err(_) => 64,
+        } + id.0.len();
+        let mut kept = kept.lock().expect("example cache");
+        if kept.1 + size <= budget {
+            kept.1 += size;
+            kept.0.insert(id, made.clone());
+        }
+        made
+    })
+}
+
 /// A loader that reads `share` of `data` once, in file order, making examples for a model trained
 /// with `config` (what `embed` and evaluation read; training shuffles instead).
 pub fn file_order_loader(

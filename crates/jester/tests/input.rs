@@ -88,3 +88,41 @@ fn an_empty_draw_assembles_to_empty_tensors() {
     assert_eq!(drawn.tensors.images.size()[0], 0);
     assert!(drawn.keys.is_empty());
 }
+
+#[test]
+fn the_example_cache_decodes_a_sample_once_within_its_budget_and_returns_the_same_result() {
+    use jester::input::cached_work;
+    use jester_data::loader::Work;
+    use jester_data::{RawSample, SkipReason};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let work: Work<Example> = Arc::new(move |raw: RawSample| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        match raw.member("txt") {
+            Some(b"bad") => Err(SkipReason::EmptyCaption),
+            Some(text) => Ok(example(text.to_vec(), raw.key.len())),
+            None => Err(SkipReason::NoCaption),
+        }
+    });
+    let raw = |key: &str, text: &str| RawSample::new(key).with("txt", text);
+    let kept = cached_work(work.clone(), 1 << 20);
+    let first = kept(raw("a", "pixels")).unwrap();
+    let again = kept(raw("a", "pixels")).unwrap();
+    assert_eq!(
+        (first.image.clone(), first.ids.clone()),
+        (again.image, again.ids)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "read twice, made once");
+    // Skips are kept too; the same key with other bytes is another sample.
+    assert_eq!(kept(raw("b", "bad")).unwrap_err(), SkipReason::EmptyCaption);
+    assert_eq!(kept(raw("b", "bad")).unwrap_err(), SkipReason::EmptyCaption);
+    assert_eq!(kept(raw("a", "other")).unwrap().image, b"other");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // With no budget nothing is kept: every read is made again.
+    let none = cached_work(work, 0);
+    none(raw("c", "x")).unwrap();
+    none(raw("c", "x")).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}

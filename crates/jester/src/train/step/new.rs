@@ -104,7 +104,10 @@ impl Step {
             epochs: None,
             ..config.data.loader.clone()
         };
-        let work = model_work(&config, inputs.tokenizer);
+        let work = crate::input::cached_work(
+            model_work(&config, inputs.tokenizer),
+            config.data.decoded_cache_mib << 20,
+        );
         let super_batch = config.super_batch();
         let pool = Pool::open(
             inputs.shards,
