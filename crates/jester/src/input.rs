@@ -81,7 +81,9 @@ pub fn cached_work(work: Work<Example>, budget: usize) -> Work<Example> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     type Kept = std::result::Result<Example, SkipReason>;
-    let kept: Arc<Mutex<(HashMap<(String, u64), Kept>, usize)>> = Arc::default();
+    /// Results by (key, content hash), and the bytes they hold.
+    type Store = (HashMap<(String, u64), Kept>, usize);
+    let kept: Arc<Mutex<Store>> = Arc::default();
     Arc::new(move |raw| {
         let mut hash = 0u64;
         for (name, bytes) in &raw.members {
