@@ -24,10 +24,10 @@ pub struct DecodeOptions {
     #[serde(skip_serializing_if = "is_default_max_caption_bytes")]
     pub max_caption_bytes: usize,
     /// The shorter side the transform needs (its [`source_side`]): SVGs are drawn at most this
-    /// large, however large they declare themselves, and JPEGs at least twice as large are
-    /// decoded at the smallest DCT scale (½, ¼ or ⅛: a fraction of the IDCT work and of the
-    /// memory) that keeps their shorter side at least this long; the transform then resamples
-    /// as usual. Set from the preprocessing in code, not a config.
+    /// large, however large they declare themselves, and JPEGs at least four times as large are
+    /// decoded at the smallest DCT scale (¼ or ⅛: a fraction of the IDCT work and of the memory)
+    /// that keeps their shorter side at least this long; the transform then resamples as usual.
+    /// Set from the preprocessing in code, not a config.
     ///
     /// [`source_side`]: crate::transform::Preprocess::source_side
     #[serde(skip)]
@@ -112,10 +112,12 @@ pub fn decode(raw: &RawSample, options: &DecodeOptions) -> Result<DecodedSample,
     })
 }
 
-/// A JPEG decoded at the smallest DCT scale (1/8, 1/4, 1/2) whose shorter side is still ≥ `side`
+/// A JPEG decoded at the smallest DCT scale (1/8, 1/4) whose shorter side is still ≥ `side`
 /// (jpeg-decoder's `scale`: the IDCT then computes only the low frequencies of each block). `None`
-/// when scaling would not shrink it (shorter side under 2 × `side`) or for what the scaled path
-/// does not cover (16-bit or CMYK JPEGs, sides over 65,535): those go through the full decoder.
+/// — decode in full with the image crate's faster decoder — when the scale would be ½ or 1 (shorter
+/// side under 4 × `side`: measured, jpeg-decoder at ½ scale is slower than zune-jpeg at full size,
+/// BENCHMARKS.md "Data loader") or for what the scaled path does not cover (16-bit or CMYK JPEGs,
+/// sides over 65,535).
 fn decode_jpeg_scaled(
     bytes: &[u8],
     side: u32,
@@ -133,7 +135,7 @@ fn decode_jpeg_scaled(
     }
     let short = width.min(height);
     let side = side.max(1);
-    if short < 2 * side || !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8) {
+    if short < 4 * side || !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8) {
         return Ok(None);
     }
     // Each side scaled as the shorter one is: the decoder picks the smallest scale at least this.
