@@ -124,18 +124,26 @@ fn decode_jpeg_scaled(
     max_pixels: u64,
 ) -> Result<Option<RgbImage>, SkipReason> {
     use jpeg_decoder::{Decoder, PixelFormat};
+    // Anything this decoder cannot read (a PNG named .jpg, what only zune-jpeg tolerates) goes to
+    // the full decoder, which sniffs the format and decides whether to skip.
     let mut decoder = Decoder::new(Cursor::new(bytes));
-    decoder
-        .read_info()
-        .map_err(|_| SkipReason::UndecodableImage)?;
-    let info = decoder.info().ok_or(SkipReason::UndecodableImage)?;
+    if decoder.read_info().is_err() {
+        return Ok(None);
+    }
+    let Some(info) = decoder.info() else {
+        return Ok(None);
+    };
     let (width, height) = (u32::from(info.width), u32::from(info.height));
     if u64::from(width) * u64::from(height) > max_pixels {
         return Err(SkipReason::ImageTooLarge);
     }
     let short = width.min(height);
     let side = side.max(1);
-    if short < 4 * side || !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8) {
+    // Lossless JPEGs are decoded at full size whatever the scale asks: full decoder.
+    if short < 4 * side
+        || !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8)
+        || info.coding_process == jpeg_decoder::CodingProcess::Lossless
+    {
         return Ok(None);
     }
     // Each side scaled as the shorter one is: the decoder picks the smallest scale at least this.
@@ -143,19 +151,29 @@ fn decode_jpeg_scaled(
     let (Ok(w), Ok(h)) = (u16::try_from(want(width)), u16::try_from(want(height))) else {
         return Ok(None);
     };
-    decoder
-        .scale(w, h)
-        .map_err(|_| SkipReason::UndecodableImage)?;
-    let pixels = decoder.decode().map_err(|_| SkipReason::UndecodableImage)?;
-    let info = decoder.info().ok_or(SkipReason::UndecodableImage)?;
+    if decoder.scale(w, h).is_err() {
+        return Ok(None);
+    }
+    let Ok(pixels) = decoder.decode() else {
+        return Ok(None);
+    };
+    let Some(info) = decoder.info() else {
+        return Ok(None);
+    };
     let (w, h) = (u32::from(info.width), u32::from(info.height));
+    let channels = if info.pixel_format == PixelFormat::RGB24 {
+        3
+    } else {
+        1
+    };
+    if pixels.len() != w as usize * h as usize * channels {
+        return Ok(None);
+    }
     let rgb = match info.pixel_format {
         PixelFormat::RGB24 => pixels,
         _ => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
     };
-    RgbImage::from_raw(w, h, rgb)
-        .map(Some)
-        .ok_or(SkipReason::UndecodableImage)
+    Ok(RgbImage::from_raw(w, h, rgb))
 }
 
 /// The sample's image as RGB, from the first image member present (jpg, jpeg, png, webp, svg).

@@ -1,4 +1,4 @@
-//! Large JPEGs are decoded at a DCT scale (½, ¼, ⅛) that keeps the transform's source side, and
+//! Large JPEGs are decoded at a DCT scale (¼, ⅛) that keeps the transform's source side, and
 //! the scaled decode shows the same picture as the full one.
 use image::codecs::jpeg::JpegEncoder;
 use image::{GrayImage, ImageEncoder, RgbImage};
@@ -97,4 +97,17 @@ fn corrupt_and_oversized_jpegs_are_skipped_with_their_reason() {
     };
     let raw = RawSample::new("k").with("jpg", jpeg(800, 600));
     assert_eq!(decode_image(&raw, &options), Err(SkipReason::ImageTooLarge));
+}
+
+#[test]
+fn what_the_scaled_decoder_cannot_read_goes_to_the_full_decoder() {
+    // A PNG named .jpg: jpeg-decoder refuses it, the image crate sniffs and decodes it.
+    let image = RgbImage::from_pixel(400, 400, image::Rgb([10, 200, 30]));
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(image.as_raw(), 400, 400, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let decoded = decoded(&png, Some(50)).unwrap();
+    assert_eq!(decoded.dimensions(), (400, 400));
+    assert_eq!(decoded.get_pixel(7, 7).0, [10, 200, 30]);
 }

@@ -95,11 +95,18 @@ pub fn cached_work(work: Work<Example>, budget: usize) -> Work<Example> {
         }
         let made = work(raw);
         let size = match &made {
-            Ok(e) => e.image.len() + 8 * e.ids.len() + e.key.len() + 64,
+            Ok(e) => {
+                e.image.len()
+                    + 8 * e.ids.len()
+                    + e.key.len()
+                    + e.noise.as_ref().map_or(0, String::len)
+                    + 96
+            }
             Err(_) => 64,
         } + id.0.len();
         let mut kept = kept.lock().expect("example cache");
-        if kept.1 + size <= budget {
+        // Another worker may have made the same sample meanwhile: count it once.
+        if kept.1 + size <= budget && !kept.0.contains_key(&id) {
             kept.1 += size;
             kept.0.insert(id, made.clone());
         }
@@ -164,16 +171,18 @@ pub struct Drawn {
 
 /// Stacks examples (all of one image side and T) into tensors on `device`, the images normalised
 /// there by `preprocess`'s table ([`Preprocess::table`]: the same bits as normalising on the
-/// host). For a CUDA device the 8-bit pixels are written into pinned host memory and copied
-/// without blocking, so the copy overlaps the device's queued work.
+/// host). For a CUDA device the 8-bit pixels go through pinned host memory (one host copy: tch
+/// cannot allocate pinned memory directly) and are copied without blocking; the step's phase
+/// timers synchronise the device, so the copy overlaps only what the device already had queued.
 pub fn assemble(examples: Vec<Example>, preprocess: &Preprocess, device: Device) -> Drawn {
     let n = examples.len();
     let image_len = examples.first().map_or(0, |e| e.image.len());
     let context = examples.first().map_or(0, |e| e.ids.len());
     let side = ((image_len / 3) as f64).sqrt().round() as i64;
     assert!(
-        examples.iter().all(|e| e.image.len() == image_len),
-        "one preprocessing makes one image size"
+        3 * (side * side) as usize == image_len
+            && examples.iter().all(|e| e.image.len() == image_len),
+        "one preprocessing makes one square 8-bit RGB image size"
     );
     let host = Tensor::empty([n as i64, side, side, 3], (Kind::Uint8, Device::Cpu));
     let host = if device.is_cuda() {
@@ -219,14 +228,27 @@ pub fn assemble(examples: Vec<Example>, preprocess: &Preprocess, device: Device)
     }
 }
 
+/// Rows normalised at a time: the int64 lookup index is 8 bytes a pixel, so a whole `b16`
+/// super-batch at once (20,480 × 224² × 3) would need 25 GB of it; 256 rows need 0.3 GB.
+const NORMALISE_ROWS: i64 = 256;
+
 /// `[n, R, R, 3]` u8 → `[n, 3, R, R]` f32 normalised, on the pixels' device: a lookup of each level
 /// in the per-channel table (exact, unlike recomputing `(v / 255 − mean) / std` with the device's
-/// rounding).
+/// rounding), in chunks of rows written into the output.
 fn normalise_on(pixels: &Tensor, preprocess: &Preprocess) -> Tensor {
     let device = pixels.device();
     let flat: Vec<f32> = preprocess.table().iter().flatten().copied().collect();
     let table = Tensor::from_slice(&flat).to_device(device);
     let channel = Tensor::from_slice(&[0i64, 256, 512]).to_device(device);
-    let index = pixels.to_kind(Kind::Int64) + channel;
-    table.take(&index).permute([0, 3, 1, 2]).contiguous()
+    let [n, h, w, c] = pixels.size()[..] else {
+        unreachable!("assemble makes [n, R, R, 3]")
+    };
+    let out = Tensor::empty([n, c, h, w], (Kind::Float, device));
+    for start in (0..n).step_by(NORMALISE_ROWS as usize) {
+        let rows = NORMALISE_ROWS.min(n - start);
+        let index = pixels.narrow(0, start, rows).to_kind(Kind::Int64) + &channel;
+        out.narrow(0, start, rows)
+            .copy_(&table.take(&index).permute([0, 3, 1, 2]));
+    }
+    out
 }

@@ -211,6 +211,10 @@ pub(super) fn config_key(config: &TrainConfig) -> String {
         loader.remove("workers");
         loader.remove("prefetch");
     }
+    // Memory for speed, not results (an example kept equals one remade).
+    if let Some(data) = value.pointer_mut("/data").and_then(|d| d.as_object_mut()) {
+        data.remove("decoded_cache_mib");
+    }
     value.to_string()
 }
 

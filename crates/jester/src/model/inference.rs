@@ -23,9 +23,10 @@ impl InferenceMode {
         Self::set(true)
     }
 
-    /// Normal mode while the guard lives, inside an inference-mode region: for state that is
-    /// made there but kept for later training steps (a cached tensor made in inference mode would
-    /// be an inference tensor, which autograd refuses to save for backward).
+    /// Normal mode while the guard lives, inside an inference-mode region — grad mode included,
+    /// so pair it with `tch::no_grad_guard()` — for state that is made there but kept for later
+    /// training steps (a cached tensor made in inference mode would be an inference tensor, which
+    /// autograd refuses to save for backward).
     pub fn suspend() -> Self {
         Self::set(false)
     }
