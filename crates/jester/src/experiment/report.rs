@@ -262,9 +262,12 @@ type SeedRuns = (Vec<RunSummary>, f64, BTreeMap<String, f64>);
 /// forward over every pool example it cached (`DIR-pool.safetensors`, the protocol's name).
 fn reference_cost(dir: &Path) -> Result<f64> {
     let summary = read_json(&dir.join("summary.json"))?;
-    let train = summary["flops_total"]
-        .as_f64()
-        .ok_or_else(|| bad(dir, "summary.json has no flops_total".into()))?;
+    let flops = |key: &str| {
+        summary[key]
+            .as_f64()
+            .ok_or_else(|| bad(dir, format!("summary.json has no {key}")))
+    };
+    let train = flops("flops_train")? + flops("flops_score")?;
     let config: crate::config::TrainConfig =
         serde_json::from_value(read_json(&dir.join("config.json"))?)
             .map_err(|e| bad(dir, format!("config.json: {e}")))?;

@@ -83,7 +83,11 @@ fn uniform_is_one_times_itself_even_when_its_curve_touched_the_target_early() {
     // A reference: 1,500 FLOPs of training and 3 cached pool rows of the tiny model's forward.
     let reference = dir.join("reference-strong-k");
     std::fs::create_dir_all(&reference).unwrap();
-    std::fs::write(reference.join("summary.json"), r#"{"flops_total": 1500.0}"#).unwrap();
+    std::fs::write(
+        reference.join("summary.json"),
+        r#"{"flops_train": 1500.0, "flops_score": 0.0}"#,
+    )
+    .unwrap();
     let tiny = crate::config::TrainConfig::preset("tiny").unwrap();
     std::fs::write(
         reference.join("config.json"),
