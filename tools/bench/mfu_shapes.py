@@ -45,17 +45,29 @@ def rate(m: int, k: int, n: int, batch: int = 1, repeats: int = 20) -> float:
 def step_products(b: int) -> list[tuple[str, int, int, int, int, int]]:
     """(what, batch, m, k, n, count) of one tiny-preset step's products, forward and backward."""
     products = []
-    for tower, tokens, depth, width, heads in (("image", 64, 2, 64, 2), ("text", 24, 2, 64, 2)):
+    for tower, tokens, depth, width, heads in (
+        ("image", 64, 2, 64, 2),
+        ("text", 24, 2, 64, 2),
+    ):
         rows = b * tokens
         head = width // heads
-        linear = [("qkv", width, 3 * width), ("out", width, width), ("mlp in", width, 4 * width), ("mlp out", 4 * width, width)]
+        linear = [
+            ("qkv", width, 3 * width),
+            ("out", width, width),
+            ("mlp in", width, 4 * width),
+            ("mlp out", 4 * width, width),
+        ]
         for name, k, n in linear:
             products.append((f"{tower} {name} fwd", 1, rows, k, n, depth))
             products.append((f"{tower} {name} dX", 1, rows, n, k, depth))
             products.append((f"{tower} {name} dW", 1, k, rows, n, depth))
         # Attention scores and values per (example, head), forward and backward (2 each).
-        products.append((f"{tower} attention QK", b * heads, tokens, head, tokens, 3 * depth))
-        products.append((f"{tower} attention AV", b * heads, tokens, tokens, head, 3 * depth))
+        products.append(
+            (f"{tower} attention QK", b * heads, tokens, head, tokens, 3 * depth)
+        )
+        products.append(
+            (f"{tower} attention AV", b * heads, tokens, tokens, head, 3 * depth)
+        )
     products.append(("image patch embedding fwd+bwd", 1, b * 64, 48, 64, 3))
     products.append(("logits fwd+bwd", 1, b, 64, b, 3))
     return products
@@ -87,17 +99,41 @@ def profile_open_clip(b: int) -> dict:
         for _ in range(5):
             step()
     groups = {
-        "matrix products (mm, addmm, bmm, linear)": ("mm", "addmm", "bmm", "matmul", "linear", "baddbmm"),
+        "matrix products (mm, addmm, bmm, linear)": (
+            "mm",
+            "addmm",
+            "bmm",
+            "matmul",
+            "linear",
+            "baddbmm",
+        ),
         "attention kernel (SDPA)": ("scaled_dot_product", "_flash", "_efficient"),
         "LayerNorm": ("layer_norm",),
         "GELU": ("gelu",),
         "optimiser (AdamW: foreach ops)": ("_foreach", "adam"),
-        "copies, views, layout": ("copy_", "contiguous", "clone", "permute", "transpose", "view", "reshape", "cat", "to", "empty", "zero_", "fill_"),
+        "copies, views, layout": (
+            "copy_",
+            "contiguous",
+            "clone",
+            "permute",
+            "transpose",
+            "view",
+            "reshape",
+            "cat",
+            "to",
+            "empty",
+            "zero_",
+            "fill_",
+        ),
     }
     totals = {g: 0.0 for g in groups}
     totals["other elementwise and reductions"] = 0.0
     for event in prof.key_averages():
-        if event.key.startswith("autograd::") or event.key.startswith("Optimizer") or event.key.startswith("ProfilerStep"):
+        if (
+            event.key.startswith("autograd::")
+            or event.key.startswith("Optimizer")
+            or event.key.startswith("ProfilerStep")
+        ):
             continue
         name = event.key.lower()
         for group, keys in groups.items():
@@ -123,25 +159,48 @@ def main() -> None:
     for what, batch, m, k, n, count in step_products(args.batch):
         s = rate(m, k, n, batch)
         f = 2.0 * batch * m * k * n
-        rows.append({"what": what, "shape": [batch, m, k, n], "count": count, "gflops": f / s / 1e9})
+        rows.append(
+            {
+                "what": what,
+                "shape": [batch, m, k, n],
+                "count": count,
+                "gflops": f / s / 1e9,
+            }
+        )
         flops += f * count
         seconds += s * count
     shaped = flops / seconds / 1e9
-    print(f"square 2048³ GEMM: {square:.1f} GFLOP/s; the tiny step's products at their own shapes: "
-          f"{shaped:.1f} GFLOP/s = {100 * shaped / square:.0f}% of it ({args.threads} threads, b = {args.batch})")
-    print("\n| product (tiny, b = %d) | [batch ×] m × k × n | GFLOP/s | %% of 2048³ |" % args.batch)
+    print(
+        f"square 2048³ GEMM: {square:.1f} GFLOP/s; the tiny step's products at their own shapes: "
+        f"{shaped:.1f} GFLOP/s = {100 * shaped / square:.0f}% of it ({args.threads} threads, b = {args.batch})"
+    )
+    print(
+        f"\n| product (tiny, b = {args.batch}) | [batch ×] m × k × n | GFLOP/s | % of 2048³ |"
+    )
     print("|---|---|---|---|")
     for row in rows:
         bt, m, k, n = row["shape"]
         shape = f"{bt} × {m} × {k} × {n}" if bt > 1 else f"{m} × {k} × {n}"
-        print(f"| {row['what']} | {shape} | {row['gflops']:.1f} | {100 * row['gflops'] / square:.0f}% |")
+        print(
+            f"| {row['what']} | {shape} | {row['gflops']:.1f} | {100 * row['gflops'] / square:.0f}% |"
+        )
     profile = profile_open_clip(args.batch)
     print("\n| open_clip tiny step, self CPU time | share |")
     print("|---|---|")
     for group, share in profile.items():
         print(f"| {group} | {100 * share:.1f}% |")
     if args.out:
-        args.out.write_text(json.dumps({"square_gflops": square, "shaped_gflops": shaped, "products": rows, "profile": profile}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "square_gflops": square,
+                    "shaped_gflops": shaped,
+                    "products": rows,
+                    "profile": profile,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

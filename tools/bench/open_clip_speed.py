@@ -36,7 +36,7 @@ from open_clip.loss import SigLipLoss
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples"))
-from synth_shards import load_split  # noqa: E402
+from synth_shards import load_split
 
 # jester's presets (crates/jester/src/model/config.rs): image (size, patch, width, depth, heads),
 # text (context, width, depth, heads), D. MLP 4× the width everywhere; vocabulary 1,024 (jester's
@@ -50,7 +50,9 @@ VOCAB = 1024
 
 
 def open_clip_model(name: str) -> torch.nn.Module:
-    (size, patch, width, depth, heads), (context, t_width, t_depth, t_heads), dim = PRESETS[name]
+    (size, patch, width, depth, heads), (context, t_width, t_depth, t_heads), dim = (
+        PRESETS[name]
+    )
     config = {
         "embed_dim": dim,
         "init_logit_scale": math.log(10.0),
@@ -80,7 +82,9 @@ def open_clip_model(name: str) -> torch.nn.Module:
 def jester_cli() -> Path:
     cli = Path(os.environ.get("JESTER_CLI", REPO / "target/debug/jester"))
     if not cli.exists():
-        raise SystemExit(f"no jester CLI at {cli}: build it (cargo build -p jester-cli) or set JESTER_CLI")
+        raise SystemExit(
+            f"no jester CLI at {cli}: build it (cargo build -p jester-cli) or set JESTER_CLI"
+        )
     return cli
 
 
@@ -88,9 +92,25 @@ def jester_row(name: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         command = [
-            str(jester_cli()), "bench", "train", "--config", name, "--set", f"batch={args.batch}",
-            "--methods", "uniform", "--steps", str(args.steps), "--warmup", str(args.warmup),
-            "--work", str(Path(tmp) / "work"), "--out", str(out), "--device", "cpu",
+            str(jester_cli()),
+            "bench",
+            "train",
+            "--config",
+            name,
+            "--set",
+            f"batch={args.batch}",
+            "--methods",
+            "uniform",
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--work",
+            str(Path(tmp) / "work"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
         ]
         subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
         report = json.loads(out.read_text())
@@ -112,9 +132,13 @@ def open_clip_row(name: str, args, images: torch.Tensor, ids: torch.Tensor) -> d
     model, config = open_clip_model(name)
     size = config["vision_cfg"]["image_size"]
     context = config["text_cfg"]["context_length"]
-    images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+    images = torch.nn.functional.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True
+    )
     ids = ids[:, :context] % VOCAB
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1
+    )
     loss_fn = SigLipLoss()
     n = images.shape[0]
 
@@ -153,13 +177,19 @@ def main() -> None:
     names = args.configs.split(",")
     for name in names:
         if name not in PRESETS:
-            parser.error(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+            parser.error(
+                f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}"
+            )
     torch.set_num_threads(args.threads)
     rows = {}
     for name in names:
-        jester = jester_row(name, args)  # also generates target/bench-train-data the first time
+        jester = jester_row(
+            name, args
+        )  # also generates target/bench-train-data the first time
         if jester["threads"] != args.threads:
-            raise SystemExit(f"jester ran {jester['threads']} threads, open_clip {args.threads}")
+            raise SystemExit(
+                f"jester ran {jester['threads']} threads, open_clip {args.threads}"
+            )
         data = REPO / "target/bench-train-data/curated-strong"
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
         preprocess = open_clip.image_transform(32, is_train=False)
@@ -173,7 +203,9 @@ def main() -> None:
             f"{jester['parameters']:,} / {theirs['parameters']:,}",
             flush=True,
         )
-    print("\n| preset | b | parameters jester / open_clip | jester update, ex/s | open_clip step, ex/s | jester / open_clip | jester iteration (loading included), ex/s |")
+    print(
+        "\n| preset | b | parameters jester / open_clip | jester update, ex/s | open_clip step, ex/s | jester / open_clip | jester iteration (loading included), ex/s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         j, o = row["jester"], row["open_clip"]
@@ -183,9 +215,15 @@ def main() -> None:
             f"{j['update_examples_per_second'] / o['update_examples_per_second']:.2f}× | "
             f"{j['iteration_examples_per_second']:.0f} |"
         )
-    print(f"\n{args.threads} threads, torch {torch.__version__}, open_clip {open_clip.__version__}")
+    print(
+        f"\n{args.threads} threads, torch {torch.__version__}, open_clip {open_clip.__version__}"
+    )
     if args.out:
-        args.out.write_text(json.dumps({"threads": args.threads, "batch": args.batch, "rows": rows}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {"threads": args.threads, "batch": args.batch, "rows": rows}, indent=1
+            )
+        )
 
 
 if __name__ == "__main__":
