@@ -123,6 +123,15 @@ pub fn per_iteration(
     parts
 }
 
+/// The FLOPs of `phase` ("train" or "score") among `parts`.
+pub fn phase_total(parts: &[Part], phase: &str) -> f64 {
+    parts
+        .iter()
+        .filter(|p| p.phase == phase)
+        .map(|p| p.flops)
+        .sum()
+}
+
 /// The per-iteration cost relative to uniform training that docs/ALGORITHM.md §6 predicts, with `ratio` =
 /// B/b and `approx` = A (cost of a scoring forward relative to a full one), scoring the reference
 /// from cache and *not* reusing the scoring forward for the step: (3 + A·B/b) / 3.
@@ -160,13 +169,7 @@ mod tests {
         config.batch = 64;
         config.method = TrainMethod::FlexiJest;
         let parts = per_iteration(&config, None);
-        let sum = |phase: &str| -> f64 {
-            parts
-                .iter()
-                .filter(|p| p.phase == phase)
-                .map(|p| p.flops)
-                .sum()
-        };
+        let sum = |phase: &str| phase_total(&parts, phase);
         let m = &config.model;
         // Half the batch at patch 4, half at 8; scoring over B = 320 at patch 8.
         let train = 32.0 * 3.0 * image_forward(&m.image, m.embed_dim, 4)

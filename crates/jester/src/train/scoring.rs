@@ -101,18 +101,11 @@ impl StepCosts {
             _ => None,
         };
         let parts = flops::per_iteration(config, online);
-        let sum = |phase: &str| -> f64 {
-            parts
-                .iter()
-                .filter(|p| p.phase == phase)
-                .map(|p| p.flops)
-                .sum()
-        };
         let loss = flops::loss_per_example(b, m.embed_dim);
         let uniform = b as f64 * 3.0 * (flops::example_forward(m, m.image.patch_size) + loss);
         Self {
-            train: sum("train"),
-            score: sum("score"),
+            train: flops::phase_total(&parts, "train"),
+            score: flops::phase_total(&parts, "score"),
             uniform,
         }
     }
