@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what scripts/gpu-check.sh and gpu-investigate.sh carry to a GPU machine: the `jester`
 # binary and the test binaries that hold CUDA twin tests (the jester library's unit tests, and its
-# `model` and `select` integration tests), stripped (≈ 22 MB in all, under the device tool's 64 MiB).
+# `model`, `select` and `input` integration tests), stripped (≈ 22 MB in all, under the device tool's 64 MiB).
 # Usage: scripts/gpu-bundle.sh [DIR]   (default .gpu, which should be git-ignored locally)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,8 @@ scripts/with-torch cargo test --workspace --no-run --message-format=json 2>/dev/
 import json, shutil, sys
 dest = sys.argv[1]
 wanted = {("jester", "bin"): "jester", ("jester", "lib"): "test-lib",
-          ("model", "test"): "test-model", ("select", "test"): "test-select"}
+          ("model", "test"): "test-model", ("select", "test"): "test-select",
+          ("input", "test"): "test-input"}
 for line in sys.stdin:
     try:
         m = json.loads(line)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # jester's checks on an NVIDIA GPU, in one pass (CI has no GPU, so these run by hand):
 #   1. the CUDA twin tests (selection and model: CUDA vs CPU, bf16 vs f32), which skip on a CPU;
-#   2. `jester bench train` of tiny, small and b16 (b = 256) in f32 and in bf16 autocast;
+#   2. `jester bench train` of tiny, tiny-hires, small and b16 (b = 256) in f32 and in bf16
+#      autocast (the b16 rows are the step-time breakdown of uniform and JEST: load / score / step);
 #   3. `jester demo` end to end on CUDA, timed.
 # Usage: scripts/gpu-check.sh BIN_DIR OUT_DIR
 #   BIN_DIR holds `jester` and the test binaries `test-*` built on the CPU machine by
@@ -29,7 +30,7 @@ for t in "$bin"/test-*; do
   "$t" cuda --nocapture 2>&1 | grep -E "^test |skipped|panicked|test result" | grep -v "0 passed; 0 failed"
 done
 
-for spec in "b16 10 --set batch=256" "small 20" "tiny 20"; do
+for spec in "b16 10 --set batch=256" "small 20" "tiny-hires 20" "tiny 20"; do
   read -r config steps extra <<<"$spec"
   for precision in f32 bf16; do
     stage "bench $config $precision"
