@@ -14,7 +14,7 @@ use tch::Tensor;
 use jester::embeddings::PairEmbeddings;
 use jester::input::{assemble, file_order_loader, model_preprocess};
 use jester::loss::LossKind;
-use jester::model::{Precision, TwoTower};
+use jester::model::{Precision, TwoTower, EMBED_CHUNK};
 use jester::run_dir::{load_trained, Unfinished};
 use jester::select::{
     batch_score, select_grouped, uniform_batch_score, Method, ScoreKind, SelectConfig,
@@ -277,8 +277,8 @@ fn no_grad_embed(
 ) -> Result<PairEmbeddings> {
     let _guard = tch::no_grad_guard();
     let (mut images, mut texts) = (Vec::new(), Vec::new());
-    for start in (0..batch.len()).step_by(256) {
-        let part = batch.narrow(start, (start + 256).min(batch.len()));
+    for start in (0..batch.len()).step_by(EMBED_CHUNK) {
+        let part = batch.narrow(start, (start + EMBED_CHUNK).min(batch.len()));
         images.push(model.encode_images(&part.images, patch)?);
         texts.push(model.encode_texts(&part.ids, &part.last)?);
     }

@@ -94,15 +94,17 @@ pub(super) struct StepCosts {
 
 impl StepCosts {
     pub fn new(config: &TrainConfig, reference: &Reference) -> Self {
-        let m = &config.model;
-        let b = config.batch;
         let online = match reference {
             Reference::Model(r) => Some(r.config()),
             _ => None,
         };
         let parts = flops::per_iteration(config, online);
-        let loss = flops::loss_per_example(b, m.embed_dim);
-        let uniform = b as f64 * 3.0 * (flops::example_forward(m, m.image.patch_size) + loss);
+        // A uniform step of the same model and b: the same terms, with nothing scored.
+        let uniform = TrainConfig {
+            method: crate::config::TrainMethod::Uniform,
+            ..config.clone()
+        };
+        let uniform = flops::phase_total(&flops::per_iteration(&uniform, None), "train");
         Self {
             train: flops::phase_total(&parts, "train"),
             score: flops::phase_total(&parts, "score"),
