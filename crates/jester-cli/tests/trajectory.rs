@@ -2,17 +2,27 @@
 //! `tests/data/jest_trajectory.json`, bit for bit: the guard that a change meant to reshape the code
 //! (not the algorithm) changed nothing a run computes.
 //!
-//! The recording was made before the library was reshaped around a step type (issue 11). libtorch
-//! runs on one thread here (`OMP_NUM_THREADS=1`) so reductions happen in one order whatever the core
-//! count. To record again after an intended change of the numbers, run this test with
+//! libtorch runs on one thread here (`OMP_NUM_THREADS=1`) so reductions happen in one order whatever
+//! the core count, and its kernels are pinned to one instruction set (`KERNELS`: ATen's vectorised
+//! kernels, MKL's and oneDNN's code paths at AVX2), so that the bits do not follow the CPU: at
+//! AVX-512 an AMD EPYC and an Intel Xeon differ from step 2. A CPU without AVX2 cannot repeat them.
+//! To record again after an intended change of the numbers, run this test with
 //! `JESTER_RECORD_TRAJECTORY=1` and commit the file with the reason.
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The instruction set every kernel runs at, whatever the CPU offers beyond it.
+const KERNELS: [(&str, &str); 3] = [
+    ("ATEN_CPU_CAPABILITY", "avx2"),
+    ("MKL_CBWR", "AVX2,STRICT"),
+    ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+];
 
 fn jester(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_jester"))
         .args(args)
         .env("OMP_NUM_THREADS", "1")
+        .envs(KERNELS)
         .output()
         .expect("run jester");
     assert!(
@@ -106,7 +116,8 @@ fn a_fixed_seed_jest_run_repeats_its_recorded_losses_bit_for_bit() {
         .iter()
         .map(|l| format!("{:016x}", l.to_bits()))
         .collect();
-    if std::env::var_os("JESTER_RECORD_TRAJECTORY").is_some() {
+    // Recording is explicit: only `=1` rewrites the golden (an empty or stray value does not).
+    if std::env::var("JESTER_RECORD_TRAJECTORY").as_deref() == Ok("1") {
         let record = serde_json::json!({
             "what": "per-step training loss of `jester train --method jest` on the tiny synthetic \
                      benchmark (see tests/trajectory.rs), as f64 bit patterns and values",
