@@ -102,21 +102,23 @@ pub fn per_iteration(
     ));
     if config.method.scores() {
         let big = config.super_batch();
-        let patch = config.score_patch();
-        let image = big as f64 * image_forward(&m.image, m.embed_dim, patch);
-        parts.push(part("score", "image", Some(patch), big, image));
-        let text = big as f64 * text_forward(&m.text, m.embed_dim);
-        parts.push(part("score", "text", None, big, text));
-        let mut models = 1;
-        if config.score.needs_reference() {
-            if config.score == crate::select::ScoreKind::Learnability {
-                models = 2;
-            }
+        // Only the models the score weighs are embedded (easy-reference reads no learner,
+        // hard-learner no reference) and only they enter the selection's block products.
+        let (w_learner, w_reference) = config.score.weights();
+        if w_learner != 0.0 {
+            let patch = config.score_patch();
+            let image = big as f64 * image_forward(&m.image, m.embed_dim, patch);
+            parts.push(part("score", "image", Some(patch), big, image));
+            let text = big as f64 * text_forward(&m.text, m.embed_dim);
+            parts.push(part("score", "text", None, big, text));
+        }
+        if w_reference != 0.0 {
             if let Some(r) = online_reference {
                 let f = big as f64 * example_forward(r, r.image.patch_size);
                 parts.push(part("score", "reference", Some(r.image.patch_size), big, f));
             }
         }
+        let models = usize::from(w_learner != 0.0) + usize::from(w_reference != 0.0);
         let f = selection(b, big, m.embed_dim, models);
         parts.push(part("score", "selection", None, big, f));
     }

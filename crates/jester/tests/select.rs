@@ -287,3 +287,16 @@ fn uniform_batch_score_is_the_mean_over_every_subset() {
         sum / count as f64
     );
 }
+
+#[test]
+fn a_score_that_weighs_only_the_reference_selects_the_same_without_the_learner() {
+    // The step skips the learner forward for easy-reference and passes the reference in the
+    // learner's place: the scorer reads only weighted models, so the selection is the same.
+    let (learner, reference) = clustered(&small(48, 12, 4, 3), Kind::Float);
+    for loss in [LossKind::Sigmoid, LossKind::Softmax] {
+        let c = config(ScoreKind::EasyReference, loss, 4, 100.0, 11);
+        let with = select(&learner, Some(&reference), 16, &c).unwrap();
+        let without = select(&reference, Some(&reference), 16, &c).unwrap();
+        assert_eq!(with, without, "{loss:?}");
+    }
+}

@@ -83,12 +83,18 @@ pub(super) fn reference_embeddings(
     })
 }
 
-/// FLOPs of one step as executed (docs/ALGORITHM.md §6): training 3× the forward of the trained batch
-/// (each part at its patch size); scoring the learner's forward over B at the scoring patch, the
-/// reference's when scored online, and the selection's block products.
+/// FLOPs of one step's parts (docs/ALGORITHM.md §6), from [`flops::per_iteration`]: training 3×
+/// the forward of the trained batch (each part at its patch size); scoring the learner's forward
+/// over B at the scoring patch (when the score reads the learner), an online reference's forward,
+/// and the selection's block products. A step adds the scoring terms of the forwards it ran.
 pub(super) struct StepCosts {
     pub train: f64,
-    pub score: f64,
+    /// The learner's scoring forward over B.
+    learner: f64,
+    /// An online reference's forward over B (0 with a cache).
+    reference: f64,
+    selection: f64,
+    /// A uniform step of the same model and b.
     pub uniform: f64,
 }
 
@@ -99,6 +105,17 @@ impl StepCosts {
             _ => None,
         };
         let parts = flops::per_iteration(config, online);
+        let score = |tower: &str| -> f64 {
+            parts
+                .iter()
+                .filter(|p| p.phase == "score")
+                .filter(|p| match tower {
+                    "learner" => p.tower == "image" || p.tower == "text",
+                    other => p.tower == other,
+                })
+                .map(|p| p.flops)
+                .sum()
+        };
         // A uniform step of the same model and b: the same terms, with nothing scored.
         let uniform = TrainConfig {
             method: crate::config::TrainMethod::Uniform,
@@ -107,8 +124,23 @@ impl StepCosts {
         let uniform = flops::phase_total(&flops::per_iteration(&uniform, None), "train");
         Self {
             train: flops::phase_total(&parts, "train"),
-            score: flops::phase_total(&parts, "score"),
+            learner: score("learner"),
+            reference: score("reference"),
+            selection: score("selection"),
             uniform,
         }
+    }
+
+    /// The scoring FLOPs of a step whose learner forward ran or not, and whose reference came
+    /// from an online forward or not (a cache costs nothing), selection included.
+    pub fn scoring(&self, learner: bool, online_reference: bool) -> f64 {
+        let ran = |yes: bool, flops: f64| if yes { flops } else { 0.0 };
+        ran(learner, self.learner) + ran(online_reference, self.reference) + self.selection
+    }
+
+    /// A scored step's FLOPs as [`flops::per_iteration`] predicts them (what [`Self::scoring`]
+    /// adds up for the forwards the score needs).
+    pub fn score(&self) -> f64 {
+        self.learner + self.reference + self.selection
     }
 }

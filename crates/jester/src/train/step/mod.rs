@@ -11,23 +11,17 @@ use jester_data::tokenizer::TextTokenizer;
 use jester_data::{LoaderCursor, LoaderOptions};
 
 mod new;
+mod phases;
 
-use super::grouped::{embed_grouped, train_grouped};
-use super::optim::{learning_rate, AdamW};
-use super::order::training_order;
-use super::pool::{local_rows, Pool};
-use super::scoring::{open_reference, reference_embeddings, Reference, StepCosts};
+use super::optim::AdamW;
+use super::pool::Pool;
+use super::scoring::{open_reference, Reference, StepCosts};
 use crate::collective::{Collective, SingleProcess};
-use crate::config::{TrainConfig, TrainMethod};
-use crate::embeddings::PairEmbeddings;
+use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::input::{assemble, model_preprocess, model_work};
-use crate::loss::LossKind;
-use crate::model::{BatchTensors, TwoTower};
+use crate::model::TwoTower;
 use crate::run_dir::{ReferenceSource, ScoreSummary, Unfinished, Update};
-use crate::select::{
-    batch_score, select_grouped, uniform_batch_score, Method, ScoreKind, SelectConfig,
-};
 
 /// What one step did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,212 +136,80 @@ impl Step {
     }
     /// FLOPs of one step as executed, and of a uniform step of the same model and b.
     pub fn flops(&self) -> (f64, f64, f64) {
-        (self.costs.train, self.costs.score, self.costs.uniform)
+        let score = if self.config.method.scores() {
+            self.costs.score()
+        } else {
+            0.0
+        };
+        (self.costs.train, score, self.costs.uniform)
     }
 
     /// One step: draw B → score → select b → update. `summarise` also computes the selection's
     /// [`ScoreSummary`]. A non-finite loss or update is an error ([`Error::NonFinite`], with no
     /// checkpoint named: the caller knows its last one) and leaves the weights as they were.
     pub fn run(&mut self, summarise: bool) -> Result<StepMetrics> {
-        let step = self.done;
-        let config = &self.config;
-        let device = self.device;
-        let world = self.collective.world_size();
-        let groups = self.pool.groups();
-        let per_group = self.pool.per_group();
-        let mut seconds = BTreeMap::new();
-        // Time in collectives (a data-parallel run only), kept out of score and step.
-        let mut communication = 0.0;
-        let timer = Instant::now();
-        let drawn = assemble(self.pool.draw()?, &self.preprocess, device);
-        seconds.insert("load".to_string(), elapsed(timer, device));
-        let parts = &self.parts;
-
-        let (rows, selected, score) = if config.method.scores() {
-            let timer = Instant::now();
-            let patch = config.score_patch();
-            let precision = config.scoring_precision(device);
-            let learner =
-                embed_grouped(&self.model, &drawn.tensors, patch, groups.len(), precision)?;
-            let learner = self.collective.gather_scoring(learner)?;
-            let reference =
-                reference_embeddings(&self.reference, &drawn, config, device, groups.len())?
-                    .map(|r| self.collective.gather_scoring(r))
-                    .transpose()?;
-            seconds.insert("score".to_string(), elapsed(timer, device));
-            let timer = Instant::now();
-            let select_config = SelectConfig {
-                method: match config.method {
-                    TrainMethod::Independent => Method::Independent,
-                    _ => Method::Joint,
-                },
-                score: config.score,
-                loss: LossKind::Sigmoid,
-                chunks: config.chunks,
-                gain: config.gain,
-                seed: step_seed(config.seed, step),
-            };
-            let selection = select_grouped(
-                &learner,
-                reference.as_ref(),
-                config.batch,
-                &select_config,
-                config.selection_groups,
-            )?;
-            let order = training_order(
-                &selection.indices,
-                config.train_parts().len(),
-                select_config.seed,
-            );
-            let rows = local_rows(&order, per_group, groups.clone());
-            seconds.insert("select".to_string(), elapsed(timer, device));
-            let score = if summarise {
-                let index = Tensor::from_slice(&order).to_device(device);
-                Some(score_summary(
-                    &learner,
-                    reference.as_ref(),
-                    &index,
-                    config.batch,
-                )?)
-            } else {
-                None
-            };
-            let selected: Vec<usize> = selection.indices.iter().map(|&i| i as usize).collect();
-            (Some(rows), selected, score)
-        } else {
-            let offset = groups.start * per_group;
-            (None, (offset..offset + drawn.keys.len()).collect(), None)
+        let mut clock = PhaseClock::new(self.device, self.collective.world_size() > 1);
+        let drawn = clock.time("load", |_| {
+            Ok(assemble(self.pool.draw()?, &self.preprocess, self.device))
+        })?;
+        let scored = clock.time("score", |clock| self.score(&drawn, clock))?;
+        let chosen = clock.time("select", |_| self.select(&drawn, scored.as_ref()))?;
+        let summary = match (&scored, summarise) {
+            (Some(scored), true) => Some(self.summarise(scored, &chosen)?),
+            _ => None,
         };
-        let batch = match &rows {
-            Some(rows) => drawn
-                .tensors
-                .select_rows(&Tensor::from_slice(rows).to_device(device)),
-            None => shallow_clone(&drawn.tensors),
-        };
-
-        let timer = Instant::now();
-        zero_grads(&self.parameters);
-        let (image, text) = train_grouped(&self.model, &batch, parts, groups.len())?;
-        let gathering = Instant::now();
-        let (image, text) = self.collective.gather_for_loss(image, text)?;
-        let mut step_communication = elapsed(gathering, device);
-        let mut loss = self.model.pair_loss(&image, &text);
-        if let Some(hook) = &mut self.loss_hook {
-            loss = hook(step + 1, loss);
-        }
-        let value = loss.double_value(&[]);
-        if !value.is_finite() {
-            return Err(Error::NonFinite {
-                step: step + 1,
-                what: format!("the training loss is {value}"),
-                checkpoint: None,
-            });
-        }
-        loss.backward();
-        let mut gradients = Vec::new();
-        for ((_, p), &whole) in self.parameters.iter().zip(&self.whole_loss) {
-            let g = p.grad();
-            if g.defined() {
-                if whole && world > 1 {
-                    // Every rank computed t's and b's gradient from the whole global loss: the
-                    // sum over ranks below becomes their mean.
-                    let _ = g.detach().g_div_scalar_(world as f64);
-                }
-                gradients.push(g);
-            }
-        }
-        let reducing = Instant::now();
-        self.collective.all_reduce_gradients(&gradients)?;
-        step_communication += elapsed(reducing, device);
-        let norms = self
-            .optimizer
-            .step(&self.parameters, step)
-            .map_err(|e| Error::NonFinite {
-                step: step + 1,
-                what: e.to_string(),
-                checkpoint: None,
-            })?;
-        seconds.insert(
-            "step".to_string(),
-            elapsed(timer, device) - step_communication,
-        );
-        communication += step_communication;
-        if world > 1 {
-            seconds.insert("communicate".to_string(), communication);
-        }
-        self.done = step + 1;
-
-        let count = |rows: &mut dyn Iterator<Item = usize>| {
-            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-            for row in rows {
-                if let Some(kind) = &drawn.noise[row] {
-                    *counts.entry(kind.clone()).or_default() += 1;
-                }
-            }
-            counts
-        };
-        let local_selected = match &rows {
-            Some(rows) => count(&mut rows.iter().map(|&r| r as usize)),
-            None => count(&mut (0..drawn.noise.len())),
-        };
-        let noise_drawn = count(&mut (0..drawn.noise.len()));
-        Ok(StepMetrics {
-            step: step + 1,
-            update: Update {
-                loss: value,
-                lr: learning_rate(&config.optim, step, config.steps),
-                t: self.model.temperature().double_value(&[]),
-                b: self.model.bias().double_value(&[]),
-                grad_norm: norms.grad_norm,
-                param_norm: norms.param_norm,
-            },
-            examples_trained: config.batch as u64,
-            examples_drawn: (drawn.keys.len() * world) as u64,
-            flops_train: self.costs.train,
-            flops_score: self.costs.score,
-            seconds,
-            score,
-            noise_drawn,
-            noise_selected: local_selected,
-            selected,
-        })
+        let update = clock.time("step", |clock| self.update(&drawn, &chosen, clock))?;
+        self.done += 1;
+        Ok(self.metrics(drawn, scored.as_ref(), chosen, update, summary, clock))
     }
 }
 
-/// Mean score per example (learnability when a reference is there, else the learner's loss) of
-/// the selected batch and of a uniform batch of the same size from the same super-batch.
-fn score_summary(
-    learner: &PairEmbeddings,
-    reference: Option<&PairEmbeddings>,
-    index: &Tensor,
-    batch: usize,
-) -> Result<ScoreSummary> {
-    let kind = if reference.is_some() {
-        ScoreKind::Learnability
-    } else {
-        ScoreKind::HardLearner
-    };
-    let block = 1024;
-    let selected = batch_score(kind, LossKind::Sigmoid, learner, reference, index, block)?;
-    let uniform = uniform_batch_score(kind, LossKind::Sigmoid, learner, reference, batch, block)?;
-    Ok(ScoreSummary {
-        kind: kind.name().to_string(),
-        selected,
-        uniform,
-    })
+/// Seconds by phase, each measured after the device's queued work is done; time in collectives
+/// (a data-parallel run only) is kept apart as "communicate".
+struct PhaseClock {
+    device: Device,
+    /// Whether collectives are timed (a data-parallel run; one process has none).
+    distributed: bool,
+    seconds: BTreeMap<String, f64>,
 }
 
-fn zero_grads(parameters: &[(String, Tensor)]) {
-    for (_, p) in parameters {
-        let mut g = p.grad();
-        if g.defined() {
-            let _ = g.detach_().zero_();
+impl PhaseClock {
+    fn new(device: Device, distributed: bool) -> Self {
+        Self {
+            device,
+            distributed,
+            seconds: BTreeMap::new(),
         }
+    }
+
+    /// Runs `phase`, adding its wall time (less what it spent communicating) under `name`.
+    fn time<T>(&mut self, name: &str, phase: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let timer = Instant::now();
+        let before = self.communicated();
+        let value = phase(self)?;
+        let spent = elapsed(timer, self.device) - (self.communicated() - before);
+        *self.seconds.entry(name.to_string()).or_default() += spent;
+        Ok(value)
+    }
+
+    /// Runs a collective, adding its wall time to "communicate".
+    fn communicate<T>(&mut self, collective: impl FnOnce() -> Result<T>) -> Result<T> {
+        if !self.distributed {
+            return collective();
+        }
+        let timer = Instant::now();
+        let value = collective()?;
+        *self.seconds.entry("communicate".to_string()).or_default() += elapsed(timer, self.device);
+        Ok(value)
+    }
+
+    fn communicated(&self) -> f64 {
+        self.seconds.get("communicate").copied().unwrap_or(0.0)
     }
 }
 
 /// A per-step selection seed: the same run gives the same selections, resumed or not.
-fn step_seed(seed: u64, step: usize) -> u64 {
+pub(super) fn step_seed(seed: u64, step: usize) -> u64 {
     seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -357,12 +219,4 @@ fn elapsed(since: Instant, device: Device) -> f64 {
         tch::Cuda::synchronize(index as i64);
     }
     since.elapsed().as_secs_f64()
-}
-
-fn shallow_clone(batch: &BatchTensors) -> BatchTensors {
-    BatchTensors {
-        images: batch.images.shallow_clone(),
-        ids: batch.ids.shallow_clone(),
-        last: batch.last.shallow_clone(),
-    }
 }
