@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use jester::experiment::{
-    run_recipe, table, ExperimentOptions, Metric, Recipe, RunObserver, DEMO_RECIPE,
+    compute_table, run_recipe, table, Budget, ExperimentOptions, Metric, Recipe, RunObserver,
+    DEMO_RECIPE,
 };
 use jester::train::Observer;
 
@@ -72,6 +73,10 @@ fn run_and_show(
     let out = &options.out;
     crate::plot::curves(&summary, &out.join("curves.png"))?;
     println!("{}", table(&summary));
+    if summary.budget == Budget::Compute {
+        println!("At equal compute (every run spent the same total FLOPs):\n");
+        println!("{}", compute_table(&summary));
+    }
     eprintln!(
         "report: {}\nplot:   {}\nnumbers: {}",
         out.join("report.md").display(),

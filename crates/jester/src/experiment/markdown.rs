@@ -1,7 +1,8 @@
 //! `report.md`'s tables and text, from the experiment's summary.
 use std::fmt::Write as _;
 
-use super::recipe::Metric;
+use super::compute::ComputeOutcome;
+use super::recipe::{Budget, Metric};
 use super::report::{ExperimentSummary, RunSummary, SeedOutcome};
 use crate::config::TrainMethod;
 
@@ -129,6 +130,104 @@ pub fn noise_table(s: &ExperimentSummary) -> String {
     t
 }
 
+/// A cell of per-seed values: the mean, with the range when there are several.
+fn mean_range_cell(mean: f64, values: &[f64], format: fn(f64) -> String) -> String {
+    match range(values) {
+        Some((lo, hi)) => format!("{} ({}–{})", format(mean), format(lo), format(hi)),
+        None => format(mean),
+    }
+}
+
+/// "How much more compute uniform needs for this run's final score": the ratio where uniform
+/// reached it, "not reached (> x×)" where it did not within the budget.
+fn uniform_ratio_cell(r: &RunSummary, c: &ComputeOutcome) -> String {
+    let outcomes: Vec<&ComputeOutcome> =
+        r.seeds.iter().filter_map(|s| s.compute.as_ref()).collect();
+    let n = outcomes.len().max(1);
+    let reached: Vec<f64> = outcomes
+        .iter()
+        .filter_map(|o| o.uniform_flops_ratio)
+        .collect();
+    let bound = c
+        .uniform_flops_ratio_above
+        .map(|x| format!("not reached within the budget (> {x:.2}×)"));
+    match (c.uniform_flops_ratio, bound) {
+        (Some(mean), None) => mean_range_cell(mean, &reached, |x| format!("{x:.2}×")),
+        (Some(mean), Some(bound)) => format!(
+            "{}; {} of {n} seeds: {bound}",
+            mean_range_cell(mean, &reached, |x| format!("{x:.2}×")),
+            n - reached.len()
+        ),
+        (None, Some(bound)) => bound,
+        (None, None) => "—".into(),
+    }
+}
+
+/// The equal-compute table (markdown): what every run's share of the common FLOP budget bought.
+pub fn compute_table(s: &ExperimentSummary) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| run | steps | score at ¼ of the budget | at ½ | at the budget | fewer FLOPs to reach compute-matched uniform's final | uniform's FLOPs for this run's final score |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+    for r in &s.runs {
+        let Some(c) = &r.compute else { continue };
+        let per_seed = |f: fn(&ComputeOutcome) -> f64| -> Vec<f64> {
+            r.seeds
+                .iter()
+                .filter_map(|s| s.compute.as_ref().map(f))
+                .collect()
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | **{}** | {} | {} |",
+            r.name,
+            r.steps,
+            mean_range_cell(c.at_quarter, &per_seed(|o| o.at_quarter), pct),
+            mean_range_cell(c.at_half, &per_seed(|o| o.at_half), pct),
+            mean_range_cell(c.at_budget, &per_seed(|o| o.at_budget), pct),
+            speedup_cell(r, r.flop_speedup, |s| s.flop_speedup),
+            uniform_ratio_cell(r, c),
+        );
+    }
+    t
+}
+
+/// The equal-compute section of `report.md` (empty for an equal-iterations recipe).
+fn compute_section(s: &ExperimentSummary) -> String {
+    if s.budget != Budget::Compute {
+        return String::new();
+    }
+    let budget = s
+        .runs
+        .first()
+        .and_then(|r| r.compute.as_ref())
+        .map_or(f64::NAN, |c| c.budget_flops);
+    let mut m = String::new();
+    let _ = writeln!(
+        m,
+        "## At equal compute\n\nEvery run spent the same total FLOPs, training and scoring as \
+         executed ({:.2} TFLOP{}): the costliest run per iteration trained the recipe's steps, \
+         every other run as many as the same FLOPs buy (each within one of its steps of the \
+         budget). Scores at ¼, ½ and all of the budget are interpolated on each run's FLOP curve. \
+         *Fewer FLOPs to reach compute-matched uniform's final* is the table above's FLOPs to \
+         target, whose target is this uniform's final score. *Uniform's FLOPs for this run's final \
+         score*: the FLOPs uniform needed to first reach it over those this run needed, so uniform \
+         is 1× by construction; where uniform never reached it, the budget over this run's FLOPs \
+         is a lower bound.\n",
+        budget / 1e12,
+        if s.seeds.len() > 1 {
+            ", the mean over seeds"
+        } else {
+            ""
+        }
+    );
+    m.push_str(&compute_table(s));
+    m.push('\n');
+    m
+}
+
 pub fn markdown(s: &ExperimentSummary) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "# Experiment `{}` on `{}`\n", s.recipe, s.benchmark);
@@ -162,7 +261,9 @@ pub fn markdown(s: &ExperimentSummary) -> String {
         pct(s.target)
     );
     m.push_str(&table(s));
-    let _ = writeln!(m, "\n![curves](curves.png)\n");
+    let _ = writeln!(m);
+    m.push_str(&compute_section(s));
+    let _ = writeln!(m, "![curves](curves.png)\n");
     let _ = writeln!(m, "## What each method trained on\n");
     m.push_str(&noise_table(s));
     if !s.references.is_empty() {

@@ -9,7 +9,7 @@ use jester_data::benchmark::synthetic::{self, SyntheticConfig};
 use jester_data::benchmark::CurationLevel;
 
 use super::markdown::markdown;
-use super::recipe::Recipe;
+use super::recipe::{Budget, Recipe};
 use super::report;
 use crate::config::{with_overrides, TrainConfig, TrainMethod};
 use crate::error::{Error, Result};
@@ -100,10 +100,9 @@ pub fn run_recipe(
     };
     for &seed in &parts.seeds.clone() {
         let mut dirs = Vec::new();
-        for run in &recipe.runs {
+        for (run, config) in recipe.runs.iter().zip(run_configs(&recipe, &base, seed)?) {
             let level = run.curated.unwrap_or(recipe.reference.curated);
-            let needs_reference =
-                run.method.scores() && run.score.unwrap_or(base.score).needs_reference();
+            let needs_reference = run.method.scores() && config.score.needs_reference();
             // References are trained once, with the recipe's seed: they are the fixed given of
             // every learner seed.
             let reference = if needs_reference {
@@ -113,13 +112,6 @@ pub fn run_recipe(
             } else {
                 ReferenceSource::None
             };
-            let mut config = with_overrides(base.clone(), &run.set)?;
-            config.method = run.method;
-            config.seed = seed;
-            if let Some(score) = run.score {
-                config.score = score;
-            }
-            config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
             let key = key(&[&config_key(&config), &format!("{reference:?}"), &pool]);
             // Named by method and key, not by the recipe's run name: the same settings under
             // another name (`learnability` in one recipe, `jest` in another) are one run.
@@ -153,6 +145,64 @@ pub fn run_recipe(
     jester_data::atomic::write_json_atomic(&out.join("summary.json"), &summary)?;
     write_atomic(&out.join("report.md"), markdown(&summary).as_bytes())?;
     Ok(summary)
+}
+
+/// Every run's config for `seed`, in recipe order: the recipe's settings, the run's, its method
+/// and score; under [`Budget::Compute`] each run's steps are what the common FLOP budget buys
+/// ([`equal_compute_steps`]); evaluations spread evenly over each run's steps.
+pub(super) fn run_configs(
+    recipe: &Recipe,
+    base: &TrainConfig,
+    seed: u64,
+) -> Result<Vec<TrainConfig>> {
+    let mut configs = Vec::new();
+    for run in &recipe.runs {
+        let mut config = with_overrides(base.clone(), &run.set)?;
+        config.method = run.method;
+        config.seed = seed;
+        if let Some(score) = run.score {
+            config.score = score;
+        }
+        configs.push(config);
+    }
+    if recipe.budget == Budget::Compute {
+        let steps = equal_compute_steps(&configs);
+        for (config, steps) in configs.iter_mut().zip(steps) {
+            config.steps = steps;
+        }
+    }
+    for config in &mut configs {
+        config.eval_every = config.steps.div_ceil(recipe.evals.max(1));
+    }
+    Ok(configs)
+}
+
+/// FLOPs of one iteration of `config` as executed (training and scoring, the reference read from
+/// a cache, as recipes do): [`crate::flops::per_iteration`].
+pub fn iteration_flops(config: &TrainConfig) -> f64 {
+    crate::flops::per_iteration(config, None)
+        .iter()
+        .map(|p| p.flops)
+        .sum()
+}
+
+/// The steps that give every run the same total FLOPs: the costliest run's `steps × FLOPs per
+/// iteration` is the common budget, and every run trains until it has spent it — the fewest
+/// steps whose FLOPs reach it, so each run ends within one of its steps of the budget.
+pub fn equal_compute_steps(configs: &[TrainConfig]) -> Vec<usize> {
+    let costs: Vec<f64> = configs.iter().map(iteration_flops).collect();
+    let budget = configs
+        .iter()
+        .zip(&costs)
+        .map(|(c, cost)| c.steps as f64 * cost)
+        .fold(0.0, f64::max);
+    costs
+        .iter()
+        .map(|cost| {
+            // A relative slack so that the costliest run keeps exactly its own steps.
+            ((budget / cost) * (1.0 - 1e-12)).ceil().max(1.0) as usize
+        })
+        .collect()
 }
 
 fn eval_spec(data: &Path) -> EvalSpec {

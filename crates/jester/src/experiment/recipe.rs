@@ -48,6 +48,25 @@ impl std::str::FromStr for Metric {
     }
 }
 
+/// What every run of a recipe gets the same of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    /// The same iterations (`steps`) for every run.
+    #[default]
+    Iterations,
+    /// The same total FLOPs (training and scoring, as executed): the costliest run per iteration
+    /// trains `steps` iterations, every other run as many as the same FLOPs buy (uniform the
+    /// most), each within one step of the common budget.
+    Compute,
+}
+
+impl Budget {
+    pub fn is_iterations(&self) -> bool {
+        *self == Self::Iterations
+    }
+}
+
 /// A recipe: a benchmark, the references, and the runs to compare (all on one seed and budget).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +91,10 @@ pub struct Recipe {
     /// The main metric.
     #[serde(default)]
     pub metric: Metric,
+    /// Equal iterations (the default) or equal compute for every run. Written only when not the
+    /// default, so the recorded recipe of an earlier experiment reads as before.
+    #[serde(default, skip_serializing_if = "Budget::is_iterations")]
+    pub budget: Budget,
     /// Evaluations per run, spread evenly (besides the one before the first step). The
     /// *-to-target ratios interpolate between them: too few make those ratios coarse.
     #[serde(default = "default_evals")]

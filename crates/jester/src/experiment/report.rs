@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use jester_data::benchmark::CurationLevel;
 
-use super::recipe::{Metric, Recipe};
+use super::compute::{common_budget, mean_outcome, outcome, ComputeOutcome};
+use super::recipe::{Budget, Metric, Recipe};
 use crate::config::TrainMethod;
 use crate::error::{Error, Result};
 use crate::eval::EvalMetrics;
@@ -54,6 +55,9 @@ pub struct RunSummary {
     pub wall_seconds: f64,
     /// Fraction of each noise kind among the examples trained on.
     pub noise_kept: BTreeMap<String, f64>,
+    /// What the run bought at equal compute (a recipe with `budget = "compute"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeOutcome>,
     /// The first seed's evaluations.
     pub curve: Vec<Point>,
     /// Each seed's outcome when the recipe has several; the fields above are then their means
@@ -72,6 +76,8 @@ pub struct SeedOutcome {
     pub flop_speedup: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flop_speedup_with_reference: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeOutcome>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -80,6 +86,9 @@ pub struct ExperimentSummary {
     pub description: String,
     pub benchmark: String,
     pub metric: Metric,
+    /// Whether every run had the same iterations or the same FLOPs.
+    #[serde(default)]
+    pub budget: Budget,
     /// Uniform's final score: the target of *-to-target (the mean over seeds when several; each
     /// seed's runs are measured against its own uniform run).
     pub target: f64,
@@ -212,8 +221,15 @@ pub fn build(
                     iteration_speedup: runs[i].iteration_speedup,
                     flop_speedup: runs[i].flop_speedup,
                     flop_speedup_with_reference: runs[i].flop_speedup_with_reference,
+                    compute: runs[i].compute.clone(),
                 })
                 .collect();
+            let outcomes: Vec<&ComputeOutcome> = run
+                .seeds
+                .iter()
+                .filter_map(|s| s.compute.as_ref())
+                .collect();
+            run.compute = mean_outcome(&outcomes);
             run.final_metric = mean(run.seeds.iter().map(|s| s.final_metric));
             let reached = |f: fn(&SeedOutcome) -> Option<f64>| {
                 let values: Vec<f64> = run.seeds.iter().filter_map(f).collect();
@@ -237,6 +253,7 @@ pub fn build(
         description: recipe.description.clone(),
         benchmark: recipe.benchmark.clone(),
         metric: recipe.metric,
+        budget: recipe.budget,
         target,
         seeds: parts.seeds.clone(),
         noise_pool: pool_noise,
@@ -338,6 +355,7 @@ fn one_seed(
             wall_per_iteration: wall_seconds / steps,
             wall_seconds,
             noise_kept: fractions(&summary["noise_selected"]),
+            compute: None,
             curve,
             seeds: Vec::new(),
         });
@@ -373,6 +391,13 @@ fn one_seed(
                     .get(&level)
                     .map(|cost| u_flops / (flops + cost).max(1.0)),
             };
+        }
+    }
+    if recipe.budget == Budget::Compute {
+        let curves: Vec<&[Point]> = runs.iter().map(|r| r.curve.as_slice()).collect();
+        let budget = common_budget(&curves);
+        for run in &mut runs {
+            run.compute = Some(outcome(&run.curve, &uniform.curve, budget));
         }
     }
     Ok((runs, target, pool_noise))
