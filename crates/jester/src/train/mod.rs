@@ -6,6 +6,7 @@
 //!   + reference embeddings (cache by key, or online) ─► select b ─► AdamW step on the b
 //! ```
 mod driver;
+mod fused;
 mod grouped;
 pub mod optim;
 mod order;

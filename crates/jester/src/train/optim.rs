@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::f64::consts::PI;
 use std::path::Path;
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
+use super::fused::{fused_adamw, sum_of_squares, AdamWStep, FusedAdamW};
 use crate::config::OptimConfig;
 use crate::error::{Error, Result};
 
@@ -63,7 +64,10 @@ impl AdamW {
     }
 
     /// Clips the gradients to the configured global norm and applies one update at `step`.
-    /// Parameters without a gradient are left alone.
+    /// Parameters without a gradient are left alone. PyTorch's fused multi-tensor AdamW does the
+    /// arithmetic (train/fused.rs): a handful of kernel calls for the whole model instead of a
+    /// dozen per parameter; `tests::the_fused_update_is_the_per_tensor_formula` holds it to the
+    /// plain formula.
     pub fn step(&mut self, parameters: &[(String, Tensor)], step: usize) -> Result<UpdateNorms> {
         let _guard = tch::no_grad_guard();
         let c = &self.config;
@@ -74,11 +78,7 @@ impl AdamW {
                 g.defined().then_some((name, p, g))
             })
             .collect();
-        let sum_sq = |ts: &mut dyn Iterator<Item = &Tensor>| -> f64 {
-            ts.map(|t| t.square().sum(Kind::Double).double_value(&[]))
-                .sum()
-        };
-        let grad_norm = sum_sq(&mut grads.iter().map(|g| &g.2)).sqrt();
+        let grad_norm = sum_of_squares(&grads.iter().map(|g| &g.2).collect::<Vec<_>>())?.sqrt();
         if !grad_norm.is_finite() {
             return Err(Error::invalid(
                 "optimiser",
@@ -93,31 +93,45 @@ impl AdamW {
         let factor = schedule(c, step, self.steps_total);
         let lr = factor * c.lr;
         self.updates += 1;
-        let correction1 = 1.0 - c.beta1.powi(self.updates as i32);
-        let correction2 = 1.0 - c.beta2.powi(self.updates as i32);
-        for (name, p, g) in &grads {
-            let g = g * clip;
-            let m = self
-                .first
-                .get_mut(*name)
-                .expect("moments for every parameter");
-            let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
-            let v = self
-                .second
-                .get_mut(*name)
-                .expect("moments for every parameter");
-            let _ = v
-                .g_mul_scalar_(c.beta2)
-                .g_add_(&(g.square() * (1.0 - c.beta2)));
-            let mut p = (*p).shallow_clone();
-            if c.weight_decay > 0.0 && p.dim() >= 2 {
-                let _ = p.g_mul_scalar_(1.0 - c.weight_decay * factor);
-            }
-            let m_hat = &self.first[*name] / correction1;
-            let denom = (&self.second[*name] / correction2).sqrt() + c.eps;
-            let _ = p.g_sub_(&(m_hat / denom * lr));
+        // Weight matrices decay by wd · schedule per step (big_vision's convention, independent
+        // of lr): torch's decay is p·(1 − lr·wd'), so wd' = wd · factor / lr = wd / peak lr.
+        let decay = if c.lr > 0.0 {
+            c.weight_decay / c.lr
+        } else {
+            0.0
+        };
+        for matrices in [true, false] {
+            let group: Vec<_> = grads
+                .iter()
+                .filter(|(_, p, _)| (p.dim() >= 2) == matrices)
+                .collect();
+            let lists = FusedAdamW {
+                params: group.iter().map(|g| g.1).collect(),
+                grads: group.iter().map(|g| &g.2).collect(),
+                first: group.iter().map(|g| &self.first[g.0]).collect(),
+                second: group.iter().map(|g| &self.second[g.0]).collect(),
+            };
+            let update = AdamWStep {
+                scale: clip,
+                lr,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                weight_decay: if matrices { decay } else { 0.0 },
+                eps: c.eps,
+                updates: self.updates,
+            };
+            fused_adamw(&lists, &update)?;
         }
-        let param_norm = sum_sq(&mut parameters.iter().map(|p| &p.1)).sqrt();
+        if c.lr <= 0.0 && c.weight_decay > 0.0 {
+            // A zero peak lr still decays the matrices by the schedule (never the case in presets).
+            for (_, p, _) in grads.iter().filter(|g| g.1.dim() >= 2) {
+                let _ = (*p)
+                    .shallow_clone()
+                    .g_mul_scalar_(1.0 - c.weight_decay * factor);
+            }
+        }
+        let param_norm =
+            sum_of_squares(&parameters.iter().map(|p| &p.1).collect::<Vec<_>>())?.sqrt();
         Ok(UpdateNorms {
             grad_norm,
             param_norm,
@@ -189,7 +203,125 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
+
+    /// The update written out per tensor (the optimiser before it was fused): the naive twin.
+    fn naive_step(
+        c: &OptimConfig,
+        first: &mut BTreeMap<String, Tensor>,
+        second: &mut BTreeMap<String, Tensor>,
+        parameters: &[(String, Tensor)],
+        step: usize,
+        steps_total: usize,
+        updates: i64,
+    ) {
+        let _guard = tch::no_grad_guard();
+        let grads: Vec<_> = parameters
+            .iter()
+            .map(|(n, p)| (n, p, p.grad()))
+            .filter(|g| g.2.defined())
+            .collect();
+        let grad_norm: f64 = grads
+            .iter()
+            .map(|g| g.2.square().sum(Kind::Double).double_value(&[]))
+            .sum::<f64>()
+            .sqrt();
+        let clip = if c.clip_norm > 0.0 && grad_norm > c.clip_norm {
+            c.clip_norm / grad_norm
+        } else {
+            1.0
+        };
+        let factor = schedule(c, step, steps_total);
+        let lr = factor * c.lr;
+        let correction1 = 1.0 - c.beta1.powi(updates as i32);
+        let correction2 = 1.0 - c.beta2.powi(updates as i32);
+        for (name, p, g) in &grads {
+            let g = g * clip;
+            let m = first.get_mut(*name).unwrap();
+            let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
+            let v = second.get_mut(*name).unwrap();
+            let _ = v
+                .g_mul_scalar_(c.beta2)
+                .g_add_(&(g.square() * (1.0 - c.beta2)));
+            let mut p = (*p).shallow_clone();
+            if c.weight_decay > 0.0 && p.dim() >= 2 {
+                let _ = p.g_mul_scalar_(1.0 - c.weight_decay * factor);
+            }
+            let m_hat = &first[*name] / correction1;
+            let denom = (&second[*name] / correction2).sqrt() + c.eps;
+            let _ = p.g_sub_(&(m_hat / denom * lr));
+        }
+    }
+
+    #[test]
+    fn the_fused_update_is_the_per_tensor_formula() {
+        // 30 updates of a matrix, a vector and a scalar with seeded gradients, clipping binding
+        // on some steps and not others, through warm-up and decay: the fused optimiser and the
+        // per-tensor twin keep the same parameters and moments to float rounding.
+        tch::manual_seed(5);
+        let c = OptimConfig {
+            weight_decay: 0.05,
+            clip_norm: 3.0,
+            warmup_fraction: 0.1,
+            ..OptimConfig::default()
+        };
+        let shapes: [&[i64]; 3] = [&[6, 5], &[5], &[]];
+        let make = || -> Vec<(String, Tensor)> {
+            shapes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let t = Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true);
+                    (format!("p{i}"), t)
+                })
+                .collect()
+        };
+        let fused = make();
+        let naive: Vec<(String, Tensor)> = fused
+            .iter()
+            .map(|(n, p)| (n.clone(), p.detach().copy().set_requires_grad(true)))
+            .collect();
+        let steps = 30;
+        let mut opt = AdamW::new(&c, &fused, steps);
+        let (mut m, mut v) = (opt.first.clone_all(), opt.second.clone_all());
+        for step in 0..steps {
+            let scale = if step % 3 == 0 { 10.0 } else { 0.1 };
+            for ((_, f), (_, n)) in fused.iter().zip(&naive) {
+                let g = Tensor::randn(f.size(), (Kind::Float, Device::Cpu)) * scale;
+                let mut fg = f.grad();
+                if fg.defined() {
+                    let _ = fg.zero_();
+                }
+                (f * &g).sum(Kind::Float).backward();
+                let mut ng = n.grad();
+                if ng.defined() {
+                    let _ = ng.zero_();
+                }
+                (n * &g).sum(Kind::Float).backward();
+            }
+            opt.step(&fused, step).unwrap();
+            naive_step(&c, &mut m, &mut v, &naive, step, steps, step as i64 + 1);
+        }
+        let close = |a: &Tensor, b: &Tensor, what: &str| {
+            let diff = (a - b).abs().max().double_value(&[]);
+            let size = b.abs().max().double_value(&[]).max(1e-3);
+            assert!(diff <= 1e-5 * size, "{what}: {diff} (size {size})");
+        };
+        for ((name, f), (_, n)) in fused.iter().zip(&naive) {
+            close(f, n, name);
+            close(&opt.first[name], &m[name], &format!("m.{name}"));
+            close(&opt.second[name], &v[name], &format!("v.{name}"));
+        }
+    }
+
+    trait CloneAll {
+        fn clone_all(&self) -> Self;
+    }
+    impl CloneAll for BTreeMap<String, Tensor> {
+        fn clone_all(&self) -> Self {
+            self.iter().map(|(k, t)| (k.clone(), t.copy())).collect()
+        }
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {
