@@ -381,6 +381,14 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if spec.classes.is_none() {
         eprintln!("no classes.json given or found beside the data: zero-shot skipped");
     }
+    if metrics.zero_shot_tied_classes > 0 {
+        eprintln!(
+            "{} classes tokenise to the same prompts as another class: the model cannot tell them \
+             apart, so each counts as right for the other (zero_shot_tied_classes); give them \
+             distinct names to classify them apart",
+            metrics.zero_shot_tied_classes
+        );
+    }
     if let Some(out) = &args.out {
         write_json(out, &metrics)?;
     }

@@ -24,7 +24,10 @@ use crate::input::{assemble, file_order_loader, model_preprocess};
 use crate::model::{BatchTensors, TwoTower};
 
 pub mod rank;
-pub use rank::{caption_groups, duplicate_captions, retrieval, zero_shot_accuracy, Recall};
+pub use rank::{
+    caption_groups, duplicate_captions, prompt_groups, retrieval, tied_classes, zero_shot_accuracy,
+    Recall,
+};
 
 /// Every number an evaluation gives.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -40,6 +43,15 @@ pub struct EvalMetrics {
     /// images); either counts as a hit for the other, both ways. Absent in older metrics: 0.
     #[serde(default)]
     pub duplicate_captions: usize,
+    /// Classes whose prompts tokenise identically to another class's (e.g. "Frog" and "frog" to a
+    /// lowercasing tokenizer): the text tower cannot tell them apart, so either counts as right
+    /// for the other. Written only when some do.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub zero_shot_tied_classes: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Where a run's held-out set is.
@@ -102,6 +114,8 @@ pub struct EvalSet {
     captions: Vec<i64>,
     /// Prompt ids `[C·P, T]` and last positions, class-major; P templates per class.
     prompts: Option<(BatchTensors, usize, usize)>,
+    /// Each class's prompt identity `[C]` ([`prompt_groups`]).
+    class_groups: Vec<i64>,
 }
 
 impl EvalSet {
@@ -125,11 +139,16 @@ impl EvalSet {
             None => None,
             Some(path) => Some(class_prompts(path, tokenizer, context)?),
         };
+        let class_groups = match &prompts {
+            Some((batch, _, templates)) => prompt_groups(&batch.ids, &batch.last, *templates)?,
+            None => Vec::new(),
+        };
         Ok(Self {
             batch: drawn.tensors,
             labels: drawn.classes,
             captions,
             prompts,
+            class_groups,
         })
     }
 
@@ -182,10 +201,12 @@ impl EvalSet {
             let image = embeddings
                 .image()
                 .index_select(0, &Tensor::from_slice(&rows).to_device(device));
-            let (top1, top5) = zero_shot_accuracy(&image, &class_embeddings, &labels);
+            let (top1, top5) =
+                zero_shot_accuracy(&image, &class_embeddings, &labels, &self.class_groups);
             metrics.zero_shot_top1 = Some(top1);
             metrics.zero_shot_top5 = Some(top5);
             metrics.zero_shot_examples = labels.len();
+            metrics.zero_shot_tied_classes = tied_classes(&self.class_groups);
         }
         Ok(metrics)
     }

@@ -59,11 +59,18 @@ fn equal_class_embeddings_classify_nothing() {
     let image = integers(12, 8);
     let classes = integers(1, 8).expand([7, 8], false).contiguous();
     let labels: Vec<i64> = (0..12).map(|i| i % 7).collect();
-    assert_eq!(zero_shot_accuracy(&image, &classes, &labels), (0.0, 0.0));
+    let apart: Vec<i64> = (0..7).collect();
+    assert_eq!(
+        zero_shot_accuracy(&image, &classes, &labels, &apart),
+        (0.0, 0.0)
+    );
     // With no more classes than k, top-k always holds the truth.
     let few = classes.narrow(0, 0, 4);
     let labels: Vec<i64> = (0..12).map(|i| i % 4).collect();
-    assert_eq!(zero_shot_accuracy(&image, &few, &labels), (0.0, 1.0));
+    assert_eq!(
+        zero_shot_accuracy(&image, &few, &labels, &apart[..4]),
+        (0.0, 1.0)
+    );
 }
 
 #[test]
@@ -75,7 +82,10 @@ fn an_oracle_is_still_perfect() {
     assert_eq!((i2t.r1, t2i.r1), (1.0, 1.0));
     let classes = random_unit(9, 32);
     let labels: Vec<i64> = (0..9).collect();
-    assert_eq!(zero_shot_accuracy(&classes, &classes, &labels), (1.0, 1.0));
+    assert_eq!(
+        zero_shot_accuracy(&classes, &classes, &labels, &labels),
+        (1.0, 1.0)
+    );
 }
 
 #[test]
@@ -169,6 +179,61 @@ fn an_eval_set_counts_its_duplicate_captions_and_writes_them_in_the_metrics() {
     let json = serde_json::to_value(&metrics).unwrap();
     assert_eq!(json["duplicate_captions"], 3, "{json}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn classes_whose_prompts_tokenise_alike_answer_for_each_other() {
+    // "Frog" and "frog" (class 0 and 2) read the same to a lowercasing tokenizer: their class
+    // embeddings are equal, so each always ties with the other. Grouped, an image of either is
+    // right when the shared embedding wins; ungrouped, both would always miss.
+    tch::manual_seed(4);
+    let dir = temp("tied-classes");
+    let mut writer = ShardWriter::new(&dir.join("shards"), 100).unwrap();
+    for i in 0..6u8 {
+        let meta = format!("{{\"class\": {}}}", i % 3);
+        writer
+            .write(
+                &RawSample::new(format!("{i:04}"))
+                    .with("jpg", jpeg(40 * i))
+                    .with("txt", "a photo of a frog")
+                    .with("json", meta),
+            )
+            .unwrap();
+    }
+    writer.finish().unwrap();
+    let classes = dir.join("classes.json");
+    std::fs::write(
+        &classes,
+        r#"{"classes": ["Frog", "cube", "frog"], "templates": ["a photo of a {}.", "a {}"]}"#,
+    )
+    .unwrap();
+    let tokenizer = TextTokenizer::train_bpe(
+        ["a photo of a frog.", "a cube"]
+            .iter()
+            .map(|c| c.to_string()),
+        300,
+        1,
+    )
+    .unwrap();
+    let mut config = TrainConfig::preset("tiny").unwrap();
+    config.model.text.vocab_size = tokenizer.vocab_size();
+    let model = TwoTower::new(&config.model, Device::Cpu).unwrap();
+    let data = [dir.join("shards").to_str().unwrap().to_owned()];
+    let set = EvalSet::load(&data, Some(&classes), &config, &tokenizer).unwrap();
+    let metrics = set.evaluate(&model).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    assert_eq!(metrics.zero_shot_tied_classes, 2, "{metrics:?}");
+    // The rule itself: three images, classes 0 and 2 one embedding, class 1 another.
+    let image = Tensor::from_slice(&[1.0f32, 0.0, 1.0, 0.0, 0.0, 1.0]).reshape([3, 2]);
+    let class = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 1.0, 0.0]).reshape([3, 2]);
+    let labels = [0i64, 2, 1];
+    assert_eq!(
+        zero_shot_accuracy(&image, &class, &labels, &[0, 1, 0]),
+        (1.0, 1.0)
+    );
+    // Taken apart, the images of classes 0 and 2 tie with each other and miss.
+    let (top1, _) = zero_shot_accuracy(&image, &class, &labels, &[0, 1, 2]);
+    assert!((top1 - 1.0 / 3.0).abs() < 1e-12, "{top1}");
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! so it costs such a model nothing. NaN scores are pessimistic too: a NaN never ranks below anything.
 //!
 //! Identical captions make identical text embeddings, hence exact ties, so retrieval treats
-//! examples whose captions are equal as matches of one another (see [`caption_groups`]).
+//! examples whose captions are equal as matches of one another (see [`caption_groups`]); in the
+//! same way, classes whose prompts tokenise identically ("Frog" and "frog" to a lowercasing
+//! tokenizer) answer for one another in zero-shot classification ([`prompt_groups`]).
 use std::collections::HashMap;
 
 use tch::{Kind, Tensor};
@@ -27,26 +29,54 @@ pub struct Recall {
 const BLOCK: i64 = 512;
 
 /// Top-1 and top-5 zero-shot accuracy (fractions) of `image [n, D]` against class embeddings
-/// `classes [C, D]`, for the true labels `labels [n]`; a class tying with the true one counts
-/// against it (module docs). Top-5 is top-C when there are fewer than 5 classes.
-pub fn zero_shot_accuracy(image: &Tensor, classes: &Tensor, labels: &[i64]) -> (f64, f64) {
+/// `classes [C, D]`, for the true labels `labels [n]`. `class_groups [C]` gives each class's prompt
+/// identity ([`prompt_groups`]): a class of the true class's group is a right answer too, any
+/// other class tying with the true one counts against it (module docs). Top-5 is top-C when there
+/// are fewer than 5 classes.
+pub fn zero_shot_accuracy(
+    image: &Tensor,
+    classes: &Tensor,
+    labels: &[i64],
+    class_groups: &[i64],
+) -> (f64, f64) {
     let n = labels.len();
     if n == 0 {
         return (0.0, 0.0);
     }
+    let device = image.device();
     let logits = image.matmul(&classes.tr());
-    let truth = Tensor::from_slice(labels)
-        .to_device(image.device())
-        .unsqueeze(1);
+    let truth = Tensor::from_slice(labels).to_device(device).unsqueeze(1);
     let own = logits.gather(1, &truth, false);
-    // `!(x < own)` is `x >= own` that also holds for NaN; the true class always counts itself once.
-    let rank =
-        logits
-            .lt_tensor(&own)
-            .logical_not()
-            .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)
-            - 1;
+    let groups = Tensor::from_slice(class_groups).to_device(device);
+    let wrong = groups
+        .unsqueeze(0)
+        .ne_tensor(&groups.index_select(0, &truth.squeeze_dim(1)).unsqueeze(1));
+    // `!(x < own)` is `x >= own` that also holds for NaN; only classes outside the truth's group
+    // count.
+    let rank = logits
+        .lt_tensor(&own)
+        .logical_not()
+        .logical_and(&wrong)
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
     (hits(&rank, 1), hits(&rank, 5.min(classes.size()[0])))
+}
+
+/// Each class's prompt identity `[C]` from its P prompts' token ids (`ids [C·P, T]`, class-major,
+/// with `last [C·P]`, the last position of each): classes whose prompts are all identical share
+/// the index of the first of them, as [`caption_groups`] does for captions.
+pub fn prompt_groups(ids: &Tensor, last: &Tensor, templates: usize) -> Result<Vec<i64>> {
+    let per_prompt = caption_groups(ids, last)?;
+    let mut first: HashMap<&[i64], i64> = HashMap::new();
+    Ok(per_prompt
+        .chunks(templates.max(1))
+        .enumerate()
+        .map(|(class, prompts)| *first.entry(prompts).or_insert(class as i64))
+        .collect())
+}
+
+/// How many classes share their prompts with another class (0 when every class reads apart).
+pub fn tied_classes(class_groups: &[i64]) -> usize {
+    duplicate_captions(class_groups)
 }
 
 /// Retrieval recalls of pairs `(image[i], text[i])`, image→text then text→image, from
@@ -191,16 +221,16 @@ mod tests {
             [0.9, 0.0, 0.2],
         ]);
         assert_eq!(
-            zero_shot_accuracy(&images, &classes, &[0, 1, 2, 0]),
+            zero_shot_accuracy(&images, &classes, &[0, 1, 2, 0], &[0, 1, 2]),
             (1.0, 1.0)
         );
         // Labels off by one: top-1 is zero; top-5 (≥ C) is always 1.
         assert_eq!(
-            zero_shot_accuracy(&images, &classes, &[1, 2, 0, 1]),
+            zero_shot_accuracy(&images, &classes, &[1, 2, 0, 1], &[0, 1, 2]),
             (0.0, 1.0)
         );
         // Image 0's second-best class is 1 (0.2): a top-2 hit, not a top-1 one.
-        let (top1, _) = zero_shot_accuracy(&images, &classes, &[1, 1, 2, 0]);
+        let (top1, _) = zero_shot_accuracy(&images, &classes, &[1, 1, 2, 0], &[0, 1, 2]);
         assert_eq!(top1, 0.75);
     }
 
@@ -233,7 +263,7 @@ mod tests {
         let nan = Tensor::full([3, 3], f64::NAN, (Kind::Float, tch::Device::Cpu));
         let (i2t, t2i) = retrieval(&nan, &text, &distinct(3)).unwrap();
         assert_eq!((i2t.r1, i2t.r5, t2i.r1), (0.0, 1.0, 0.0));
-        let (top1, _) = zero_shot_accuracy(&nan, &text, &[0, 1, 2]);
+        let (top1, _) = zero_shot_accuracy(&nan, &text, &[0, 1, 2], &[0, 1, 2]);
         assert_eq!(top1, 0.0);
     }
 
