@@ -51,7 +51,7 @@ pub fn selection(b: usize, super_batch: usize, embed_dim: usize, models: usize) 
 pub struct Part {
     /// "train" (forward and backward of the trained batch) or "score" (scoring and selection).
     pub phase: &'static str,
-    /// "image", "text", "loss", "reference" or "selection".
+    /// "image", "text", "loss", "reference", "selection" or "distill".
     pub tower: &'static str,
     /// The image tower's patch size for image terms.
     pub patch: Option<usize>,
@@ -100,6 +100,16 @@ pub fn per_iteration(
         b,
         b as f64 * 3.0 * loss_per_example(b, m.embed_dim),
     ));
+    if config.distill > 0.0 {
+        // Distillation: the reference's and the learner's b × b logits (loss/distill.rs), and
+        // an online reference's forward over the trained rows when scoring did not embed them.
+        let f = crate::loss::distill_flops(b, m.embed_dim);
+        parts.push(part("train", "distill", None, b, f));
+        if let Some(r) = online_reference.filter(|_| !config.scores_reference()) {
+            let f = b as f64 * example_forward(r, r.image.patch_size);
+            parts.push(part("train", "reference", Some(r.image.patch_size), b, f));
+        }
+    }
     if config.method.scores() {
         let big = config.super_batch();
         // Only the models the score weighs are embedded (easy-reference reads no learner,

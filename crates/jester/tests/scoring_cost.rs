@@ -137,3 +137,54 @@ fn learnability_pays_the_learner_forward_and_hard_learner_needs_no_reference() {
     let selection = flops::selection(c.batch, big, m.embed_dim, 1);
     assert!((summary.flops_score - 3.0 * (forward + selection)).abs() < 1e-9 * forward);
 }
+
+#[test]
+fn distillation_from_a_cache_adds_only_its_logits() {
+    // JEST + KD reads the reference rows scoring already looked up; uniform + KD looks up the
+    // trained rows alone. Neither runs a forward: only the b × b logits are added.
+    let m = jest(ScoreKind::Learnability).model;
+    let kd = jester::loss::distill_flops(16, m.embed_dim);
+    for method in [TrainMethod::Jest, TrainMethod::Uniform] {
+        let plain = config(method, ScoreKind::Learnability);
+        let mut distilled = plain.clone();
+        distilled.distill = 0.5;
+        let name = format!("kd-{}", method.name());
+        let cache = ReferenceSource::Cache(cache().to_owned());
+        let with = run(&name, distilled, "pool", cache.clone());
+        let without = run(&format!("{name}-off"), plain, "pool", cache);
+        assert_eq!(with.flops_score, without.flops_score, "{method:?}");
+        let added = with.flops_train - without.flops_train;
+        assert!(
+            (added - 3.0 * kd).abs() < 1e-9 * kd,
+            "{method:?}: {added} vs {}",
+            3.0 * kd
+        );
+        assert!(with.final_loss.is_finite());
+    }
+}
+
+#[test]
+fn distillation_without_a_reference_is_refused_before_training() {
+    let mut c = config(TrainMethod::Uniform, ScoreKind::Learnability);
+    c.distill = 1.0;
+    let options = TrainOptions {
+        out: root().join("kd-no-reference"),
+        data: vec![root().join("bench/pool").to_string_lossy().into_owned()],
+        reference: ReferenceSource::None,
+        unfinished_reference: Unfinished::Refuse,
+        device: tch::Device::Cpu,
+        eval: None,
+    };
+    let seams = Seams::single_process(Box::new(jester::eval::open));
+    let err = train(Start::Fresh(Box::new(c)), &options, seams, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("distill = 1 needs a reference") && err.contains("--reference"),
+        "{err}"
+    );
+    assert!(
+        !root().join("kd-no-reference").exists(),
+        "nothing half-made is left"
+    );
+}

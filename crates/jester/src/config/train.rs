@@ -196,6 +196,16 @@ pub struct TrainConfig {
     /// super-batch") checks that bf16 scores select as f32's do. Written only when not `auto`.
     #[serde(default, skip_serializing_if = "ScorePrecision::is_auto")]
     pub score_precision: ScorePrecision,
+    /// Weight w of distillation from the reference on the trained batch (docs/ALGORITHM.md §9,
+    /// ACED): the loss becomes sigmoid loss + w · KD(learner ‖ reference), the KD matching the
+    /// sigmoid loss pair by pair. 0 = off (the default). Needs a reference, cached or online.
+    /// Written only when not 0, so other runs' `config.json` (and experiment keys) read as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub distill: f64,
+}
+
+fn is_zero(w: &f64) -> bool {
+    *w == 0.0
 }
 
 /// [`TrainConfig::score_precision`].
@@ -252,6 +262,7 @@ impl TrainConfig {
             precision: Precision::F32,
             selection_groups: 1,
             score_precision: ScorePrecision::Auto,
+            distill: 0.0,
         })
     }
 
@@ -274,6 +285,17 @@ impl TrainConfig {
             ScorePrecision::F32 => Precision::F32,
             ScorePrecision::Bf16 => Precision::Bf16,
         }
+    }
+
+    /// Whether a step reads the reference: to score with it, or to distil from it.
+    pub fn needs_reference(&self) -> bool {
+        (self.method.scores() && self.score.needs_reference()) || self.distill > 0.0
+    }
+
+    /// Whether the reference's embeddings of the super-batch come with the scoring (so
+    /// distillation reuses them) rather than for the trained rows alone.
+    pub fn scores_reference(&self) -> bool {
+        self.method.scores() && self.score.needs_reference()
     }
 
     /// The patch size scoring runs the image tower at.
@@ -386,6 +408,12 @@ impl TrainConfig {
         }
         if o.weight_decay < 0.0 || o.clip_norm < 0.0 || o.eps <= 0.0 {
             return bad("optim.weight_decay and clip_norm must be ≥ 0 and eps > 0".into());
+        }
+        if !(self.distill.is_finite() && self.distill >= 0.0) {
+            return bad(format!(
+                "distill {} must be finite and ≥ 0 (0 = no distillation)",
+                self.distill
+            ));
         }
         if self.log_every == 0 {
             return bad("log_every is 0; use 1 to log every step".into());

@@ -102,7 +102,7 @@ pub fn run_recipe(
         let mut dirs = Vec::new();
         for (run, config) in recipe.runs.iter().zip(run_configs(&recipe, &base, seed)?) {
             let level = run.curated.unwrap_or(recipe.reference.curated);
-            let needs_reference = run.method.scores() && config.score.needs_reference();
+            let needs_reference = config.needs_reference();
             // References are trained once, with the recipe's seed: they are the fixed given of
             // every learner seed.
             let reference = if needs_reference {

@@ -12,6 +12,7 @@ use super::recipe::{Budget, Metric, Recipe};
 use crate::config::TrainMethod;
 use crate::error::{Error, Result};
 use crate::eval::EvalMetrics;
+use crate::run_dir::RunDir;
 
 /// One evaluation of one run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,41 +122,11 @@ fn bad(path: &Path, what: String) -> Error {
     }
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| bad(path, format!("not JSON ({e})")))
-}
-
-/// A run's evaluations, each with the line it came in (read loosely: only what the report needs).
-fn evals(run: &Path) -> Result<Vec<(serde_json::Value, EvalMetrics)>> {
-    let path = run.join("eval.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            let parse = || -> serde_json::Result<_> {
-                let v: serde_json::Value = serde_json::from_str(l)?;
-                let e: EvalMetrics = serde_json::from_value(v["eval"].clone())?;
-                Ok((v, e))
-            };
-            parse().map_err(|e| bad(&path, format!("line {}: not an evaluation ({e})", i + 1)))
-        })
-        .collect()
-}
-
-fn fractions(counts: &serde_json::Value) -> BTreeMap<String, f64> {
-    let Some(map) = counts.as_object() else {
-        return BTreeMap::new();
-    };
-    let total: f64 = map.values().filter_map(|v| v.as_f64()).sum();
-    map.iter()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()? / total.max(1.0))))
+fn fractions(counts: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
+    let total = counts.values().sum::<u64>().max(1) as f64;
+    counts
+        .iter()
+        .map(|(k, &v)| (k.clone(), v as f64 / total))
         .collect()
 }
 
@@ -242,9 +213,9 @@ pub fn build(
     }
     let mut references = BTreeMap::new();
     for (level, dir) in &parts.references {
-        if let Ok(points) = evals(dir) {
-            if let Some((_, e)) = points.last() {
-                references.insert(level.name().to_string(), e.clone());
+        if let Ok(points) = RunDir::new(dir).evals() {
+            if let Some(line) = points.last() {
+                references.insert(level.name().to_string(), line.eval.clone());
             }
         }
     }
@@ -278,20 +249,15 @@ type SeedRuns = (Vec<RunSummary>, f64, BTreeMap<String, f64>);
 /// The one-off FLOPs of the reference trained in `dir`: its training (`summary.json`) and its
 /// forward over every pool example it cached (`DIR-pool.safetensors`, the protocol's name).
 fn reference_cost(dir: &Path) -> Result<f64> {
-    let summary = read_json(&dir.join("summary.json"))?;
-    let flops = |key: &str| {
-        summary[key]
-            .as_f64()
-            .ok_or_else(|| bad(dir, format!("summary.json has no {key}")))
-    };
-    let train = flops("flops_train")? + flops("flops_score")?;
-    let config: crate::config::TrainConfig =
-        serde_json::from_value(read_json(&dir.join("config.json"))?)
-            .map_err(|e| bad(dir, format!("config.json: {e}")))?;
+    let run = RunDir::new(dir);
+    let summary = run.summary()?;
+    let config = run.config()?;
     let cache = PathBuf::from(format!("{}-pool.safetensors", dir.display()));
     let rows = crate::cache::EmbeddingCache::read(&cache)?.len();
     let m = &config.model;
-    Ok(train + rows as f64 * crate::flops::example_forward(m, m.image.patch_size))
+    Ok(summary.flops_train
+        + summary.flops_score
+        + rows as f64 * crate::flops::example_forward(m, m.image.patch_size))
 }
 
 fn one_seed(
@@ -302,48 +268,49 @@ fn one_seed(
     let mut runs = Vec::new();
     let mut pool_noise = BTreeMap::new();
     for (run, dir) in recipe.runs.iter().zip(dirs) {
-        let summary = read_json(&dir.join("summary.json"))?;
-        let config = read_json(&dir.join("config.json"))?;
-        let points = evals(dir)?;
+        let folder = RunDir::new(dir);
+        let summary = folder.summary()?;
+        let config = folder.config()?;
+        let points = folder.evals()?;
         let curve: Vec<Point> = points
             .iter()
-            .map(|(v, e)| Point {
-                step: v["step"].as_u64().unwrap_or(0),
-                examples_seen: v["examples_seen"].as_f64().unwrap_or(0.0),
-                flops_total: v["flops_total"].as_f64().unwrap_or(0.0),
-                metric: recipe.metric.of(e),
+            .map(|line| Point {
+                step: line.step as u64,
+                examples_seen: line.examples_seen as f64,
+                flops_total: line.flops_total,
+                metric: recipe.metric.of(&line.eval),
             })
             .collect();
         let final_eval = points
             .last()
-            .map(|p| p.1.clone())
+            .map(|line| line.eval.clone())
             .ok_or_else(|| bad(dir, "the run has no evaluation".into()))?;
-        let steps = summary["steps"].as_u64().unwrap_or(1) as f64;
-        let wall_seconds: f64 = summary["seconds"]
-            .as_object()
-            .map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum());
+        let steps = summary.steps.max(1) as f64;
+        let wall_seconds: f64 = summary.seconds.values().sum();
         if run.method == TrainMethod::Uniform {
-            pool_noise = fractions(&summary["noise_drawn"]);
+            pool_noise = fractions(&summary.noise_drawn);
+        }
+        let scores = run.method.scores();
+        let mut score = if scores {
+            config.score.name().to_string()
+        } else {
+            "—".into()
+        };
+        if config.distill > 0.0 {
+            score = format!("{score}, distilled ×{}", config.distill);
         }
         runs.push(RunSummary {
             name: run.name.clone(),
             dir: dir.to_string_lossy().into_owned(),
             method: run.method,
-            score: if run.method.scores() {
-                config["score"].as_str().unwrap_or("").into()
-            } else {
-                "—".into()
-            },
-            reference: (run.method.scores() && config["score"] != "hard-learner")
+            score,
+            reference: config
+                .needs_reference()
                 .then(|| run.curated.unwrap_or(recipe.reference.curated)),
-            filter_ratio: if run.method.scores() {
-                config["filter_ratio"].as_f64().unwrap_or(0.0)
-            } else {
-                0.0
-            },
-            batch: summary["batch"].as_u64().unwrap_or(0) as usize,
-            super_batch: summary["super_batch"].as_u64().unwrap_or(0) as usize,
-            steps: steps as usize,
+            filter_ratio: if scores { config.filter_ratio } else { 0.0 },
+            batch: summary.batch,
+            super_batch: summary.super_batch,
+            steps: summary.steps,
             final_metric: recipe.metric.of(&final_eval),
             final_eval,
             examples_to_target: None,
@@ -351,10 +318,10 @@ fn one_seed(
             iteration_speedup: None,
             flop_speedup: None,
             flop_speedup_with_reference: None,
-            cost_per_iteration: summary["cost_vs_uniform"].as_f64().unwrap_or(f64::NAN),
+            cost_per_iteration: summary.cost_vs_uniform,
             wall_per_iteration: wall_seconds / steps,
             wall_seconds,
-            noise_kept: fractions(&summary["noise_selected"]),
+            noise_kept: fractions(&summary.noise_selected),
             compute: None,
             curve,
             seeds: Vec::new(),

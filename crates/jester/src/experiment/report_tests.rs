@@ -16,43 +16,61 @@ fn p(examples: f64, metric: f64) -> Point {
     }
 }
 
-/// A finished run folder with evaluations at `curve`'s (examples, metric) points, 10 FLOPs an
-/// example.
+/// A finished run folder (typed files, as training writes them) with evaluations at `curve`'s
+/// (examples, metric) points, 10 FLOPs an example.
 fn write_run(
     dir: &std::path::Path,
     name: &str,
     method: &str,
     curve: &[(f64, f64)],
 ) -> std::path::PathBuf {
+    use crate::run_dir::{EvalLine, RunDir, TrainSummary};
     let run = dir.join(name);
     std::fs::create_dir_all(&run).unwrap();
-    let lines: Vec<String> = curve
-        .iter()
-        .enumerate()
-        .map(|(step, (examples, metric))| {
-            serde_json::json!({
-                "step": step, "examples_seen": examples, "flops_total": examples * 10.0,
-                "eval": {"image_to_text": {"r1": metric, "r5": 0.0, "r10": 0.0},
-                         "text_to_image": {"r1": metric, "r5": 0.0, "r10": 0.0},
-                         "zero_shot_top1": null, "zero_shot_top5": null,
-                         "zero_shot_examples": 0, "retrieval_examples": 10}
-            })
-            .to_string()
-        })
-        .collect();
-    std::fs::write(run.join("eval.jsonl"), lines.join("\n")).unwrap();
-    std::fs::write(
-        run.join("summary.json"),
-        serde_json::json!({"steps": 6, "batch": 100, "super_batch": 100, "seconds": {"step": 6.0},
-                           "cost_vs_uniform": 1.0, "method": method})
-        .to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        run.join("config.json"),
-        r#"{"score": "learnability", "filter_ratio": 0.8}"#,
-    )
-    .unwrap();
+    let folder = RunDir::new(&run);
+    let method: TrainMethod = method.parse().unwrap();
+    let mut config = crate::config::TrainConfig::preset("tiny").unwrap();
+    config.method = method;
+    config.batch = 100;
+    folder.write_config(&config).unwrap();
+    for (step, (examples, metric)) in curve.iter().enumerate() {
+        let eval: crate::eval::EvalMetrics = serde_json::from_value(serde_json::json!({
+            "image_to_text": {"r1": metric, "r5": 0.0, "r10": 0.0},
+            "text_to_image": {"r1": metric, "r5": 0.0, "r10": 0.0},
+            "zero_shot_top1": null, "zero_shot_top5": null,
+            "zero_shot_examples": 0, "retrieval_examples": 10
+        }))
+        .unwrap();
+        let line = EvalLine {
+            step,
+            examples_seen: *examples as u64,
+            flops_train: examples * 10.0,
+            flops_score: 0.0,
+            flops_total: examples * 10.0,
+            wall_seconds: 0.0,
+            eval,
+        };
+        folder.append_line(RunDir::EVAL, &line).unwrap();
+    }
+    let summary = TrainSummary {
+        method,
+        steps: 6,
+        batch: 100,
+        super_batch: 100,
+        parameters: 0,
+        examples_seen: 600,
+        examples_drawn: 600,
+        flops_train: 6000.0,
+        flops_score: 0.0,
+        cost_vs_uniform: 1.0,
+        final_loss: 0.0,
+        seconds: BTreeMap::from([("step".to_string(), 6.0)]),
+        steps_per_second: 1.0,
+        skipped: Default::default(),
+        noise_drawn: BTreeMap::new(),
+        noise_selected: BTreeMap::new(),
+    };
+    folder.write_summary(&summary).unwrap();
     run
 }
 
@@ -93,17 +111,13 @@ fn uniform_is_one_times_itself_even_when_its_curve_touched_the_target_early() {
     // A reference: 1,500 FLOPs of training and 3 cached pool rows of the tiny model's forward.
     let reference = dir.join("reference-strong-k");
     std::fs::create_dir_all(&reference).unwrap();
-    std::fs::write(
-        reference.join("summary.json"),
-        r#"{"flops_train": 1500.0, "flops_score": 0.0}"#,
-    )
-    .unwrap();
+    write_run("reference-strong-k", "uniform", &[(0.0, 0.0), (150.0, 0.1)]);
+    let mut summary = crate::run_dir::RunDir::new(&reference).summary().unwrap();
+    (summary.flops_train, summary.flops_score) = (1500.0, 0.0);
+    crate::run_dir::RunDir::new(&reference)
+        .write_summary(&summary)
+        .unwrap();
     let tiny = crate::config::TrainConfig::preset("tiny").unwrap();
-    std::fs::write(
-        reference.join("config.json"),
-        serde_json::to_string(&tiny).unwrap(),
-    )
-    .unwrap();
     let mut writer =
         crate::cache::EmbeddingWriter::create(&dir.join("reference-strong-k-pool.safetensors"))
             .unwrap();

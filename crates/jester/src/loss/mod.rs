@@ -1,9 +1,11 @@
 //! Contrastive losses (docs/ALGORITHM.md §2). The sigmoid pairwise NLL matrix is the single source: batch loss,
 //! per-example loss, learnability and JEST's conditional scores are all sums over it, or over its
 //! streamed `[C, B]` blocks. The softmax (InfoNCE) loss is the alternative.
+mod distill;
 mod sigmoid;
 mod softmax;
 
+pub use distill::{distill_flops, distill_loss};
 pub use sigmoid::{
     sigmoid_batch_loss, sigmoid_logits, sigmoid_nll_block, sigmoid_nll_cols, sigmoid_nll_matrix,
     sigmoid_nll_rows, sigmoid_per_example,

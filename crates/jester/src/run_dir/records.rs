@@ -50,6 +50,10 @@ pub struct Update {
     /// The global gradient norm before clipping, and the parameter norm after the update.
     pub grad_norm: f64,
     pub param_norm: f64,
+    /// The distillation term before its weight (`loss` includes it weighted); only when
+    /// distilling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<f64>,
 }
 
 /// Mean score per example of the selected batch and of a uniform batch of the same size from the

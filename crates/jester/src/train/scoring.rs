@@ -9,7 +9,7 @@ use crate::config::TrainConfig;
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
 use crate::flops;
-use crate::input::Drawn;
+use crate::model::BatchTensors;
 use crate::model::TwoTower;
 use crate::run_dir::{load_trained, ReferenceSource, Unfinished};
 
@@ -57,24 +57,24 @@ pub(super) fn open_reference(
     })
 }
 
+/// The reference's embeddings of this rank's `keys` (with their `tensors`), in `groups` parts:
+/// looked up in the cache, or the online model's forward (`None` without a reference).
 pub(super) fn reference_embeddings(
     reference: &Reference,
-    drawn: &Drawn,
+    keys: &[String],
+    tensors: &BatchTensors,
     config: &TrainConfig,
     device: Device,
     groups: usize,
 ) -> Result<Option<PairEmbeddings>> {
-    if !config.score.needs_reference() {
-        return Ok(None);
-    }
     Ok(match reference {
         Reference::None => None,
-        Reference::Cache(cache) => Some(cache.lookup(&drawn.keys, device)?),
+        Reference::Cache(cache) => Some(cache.lookup(keys, device)?),
         Reference::Model(model) => {
             let patch = model.config().image.patch_size;
             Some(super::grouped::embed_grouped(
                 model,
-                &drawn.tensors,
+                tensors,
                 patch,
                 groups,
                 config.scoring_precision(device),
@@ -116,9 +116,11 @@ impl StepCosts {
                 .map(|p| p.flops)
                 .sum()
         };
-        // A uniform step of the same model and b: the same terms, with nothing scored.
+        // A uniform step of the same model and b: the same terms, with nothing scored or
+        // distilled.
         let uniform = TrainConfig {
             method: crate::config::TrainMethod::Uniform,
+            distill: 0.0,
             ..config.clone()
         };
         let uniform = flops::phase_total(&flops::per_iteration(&uniform, None), "train");

@@ -158,7 +158,9 @@ impl Step {
             (Some(scored), true) => Some(self.summarise(scored, &chosen)?),
             _ => None,
         };
-        let update = clock.time("step", |clock| self.update(&drawn, &chosen, clock))?;
+        let update = clock.time("step", |clock| {
+            self.update(&drawn, scored.as_ref(), &chosen, clock)
+        })?;
         self.done += 1;
         Ok(self.metrics(drawn, scored.as_ref(), chosen, update, summary, clock))
     }

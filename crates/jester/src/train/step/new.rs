@@ -59,17 +59,21 @@ impl Step {
             &config,
             inputs.device,
         )?;
-        if config.method.scores()
-            && config.score.needs_reference()
-            && matches!(reference, Reference::None)
-        {
+        if config.needs_reference() && matches!(reference, Reference::None) {
+            let what = if config.scores_reference() {
+                format!(
+                    "method {} with the {} score",
+                    config.method.name(),
+                    config.score.name()
+                )
+            } else {
+                format!("distill = {}", config.distill)
+            };
             return Err(Error::invalid(
                 "train",
                 format!(
-                    "method {} with the {} score needs a reference: pass --reference EMBEDDINGS \
-                     (from `jester embed`) or --reference-model RUN",
-                    config.method.name(),
-                    config.score.name()
+                    "{what} needs a reference: pass --reference EMBEDDINGS (from `jester embed`) \
+                     or --reference-model RUN"
                 ),
             ));
         }

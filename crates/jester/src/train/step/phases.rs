@@ -9,7 +9,7 @@ use crate::config::TrainMethod;
 use crate::embeddings::PairEmbeddings;
 use crate::error::{Error, Result};
 use crate::input::Drawn;
-use crate::loss::LossKind;
+use crate::loss::{distill_loss, LossKind};
 use crate::model::BatchTensors;
 use crate::run_dir::{ScoreSummary, Update};
 use crate::select::{batch_score, select_grouped, uniform_batch_score, Method, ScoreKind};
@@ -75,11 +75,16 @@ impl Step {
         } else {
             None
         };
-        let reference =
-            match reference_embeddings(&self.reference, drawn, config, self.device, groups)? {
-                Some(local) => Some(clock.communicate(|| self.collective.gather_scoring(local))?),
-                None => None,
-            };
+        let local = if config.scores_reference() {
+            let (keys, tensors) = (&drawn.keys, &drawn.tensors);
+            reference_embeddings(&self.reference, keys, tensors, config, self.device, groups)?
+        } else {
+            None
+        };
+        let reference = match local {
+            Some(local) => Some(clock.communicate(|| self.collective.gather_scoring(local))?),
+            None => None,
+        };
         let online = reference.is_some() && matches!(self.reference, Reference::Model(_));
         let flops = self.costs.scoring(learner.is_some(), online);
         Ok(Some(Scored {
@@ -156,6 +161,7 @@ impl Step {
     pub(super) fn update(
         &mut self,
         drawn: &Drawn,
+        scored: Option<&Scored>,
         chosen: &Chosen,
         clock: &mut PhaseClock,
     ) -> Result<Update> {
@@ -167,11 +173,33 @@ impl Step {
                 .select_rows(&Tensor::from_slice(rows).to_device(self.device)),
             None => shallow_clone(&drawn.tensors),
         };
+        let targets = self.distill_targets(drawn, &batch, scored, chosen, clock)?;
         zero_grads(&self.parameters);
         let groups = self.pool.groups().len();
         let (image, text) = train_grouped(&self.model, &batch, &self.parts, groups)?;
         let (image, text) = clock.communicate(|| self.collective.gather_for_loss(image, text))?;
         let mut loss = self.model.pair_loss(&image, &text);
+        let mut distill = None;
+        if let Some(r) = &targets {
+            // Over the global batch, as the loss: the ranks' rows concatenated, the reference's
+            // rows in the same order (docs/ALGORITHM.md §9).
+            let t = self.model.temperature();
+            let (i, x, b) = (r.image(), r.text(), self.model.bias());
+            let kd = distill_loss(
+                LossKind::Sigmoid,
+                &image,
+                &text,
+                &t,
+                b,
+                i,
+                x,
+                r.temperature(),
+                r.bias(),
+            );
+            distill = Some(kd.double_value(&[]));
+            // Out of place: autograd keeps the sum as a new node.
+            loss = &loss + kd * self.config.distill;
+        }
         if let Some(hook) = &mut self.loss_hook {
             loss = hook(step + 1, loss);
         }
@@ -212,7 +240,58 @@ impl Step {
             b: self.model.bias().double_value(&[]),
             grad_norm: norms.grad_norm,
             param_norm: norms.param_norm,
+            distill,
         })
+    }
+
+    /// The reference's embeddings of the global trained batch, row for row as the loss sees it,
+    /// when distilling: the scored super-batch's rows when the step scored with the reference (no
+    /// extra work), else this rank's trained rows looked up in the cache or embedded by the online
+    /// reference, gathered over ranks.
+    fn distill_targets(
+        &self,
+        drawn: &Drawn,
+        batch: &BatchTensors,
+        scored: Option<&Scored>,
+        chosen: &Chosen,
+        clock: &mut PhaseClock,
+    ) -> Result<Option<PairEmbeddings>> {
+        if self.config.distill == 0.0 {
+            return Ok(None);
+        }
+        if let Some(reference) = scored.and_then(|s| s.reference.as_ref()) {
+            // Every rank's trained rows in rank order are the global order cut group by group.
+            let groups = 0..self.config.selection_groups;
+            let rows = local_rows(&chosen.order, self.pool.per_group(), groups);
+            let index = Tensor::from_slice(&rows).to_device(self.device);
+            return Ok(Some(reference.select_rows(&index)));
+        }
+        let keys: Vec<String> = match &chosen.rows {
+            Some(rows) => rows
+                .iter()
+                .map(|&r| drawn.keys[r as usize].clone())
+                .collect(),
+            None => drawn.keys.clone(),
+        };
+        let groups = self.pool.groups().len();
+        let config = &self.config;
+        let Some(local) =
+            reference_embeddings(&self.reference, &keys, batch, config, self.device, groups)?
+        else {
+            return Ok(None);
+        };
+        let (image, text) = clock.communicate(|| {
+            Ok((
+                self.collective.gather_rows(local.image())?,
+                self.collective.gather_rows(local.text())?,
+            ))
+        })?;
+        Ok(Some(PairEmbeddings::wrap(
+            image,
+            text,
+            local.temperature(),
+            local.bias(),
+        )?))
     }
 
     /// What the step did (after [`Self::update`] counted it done).
