@@ -107,13 +107,45 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>, processes: Option
     match result {
         Ok(()) => 0,
         Err(err) => {
+            let message = error_chain(&err);
             let line = match rank {
-                Some(rank) => format!("error (rank {rank}): {err:#}\n"),
-                None => format!("error: {err:#}\n"),
+                Some(rank) => format!("error (rank {rank}): {message}\n"),
+                None => format!("error: {message}\n"),
             };
             // One write: ranks sharing a terminal or log do not interleave inside a line.
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             1
         }
+    }
+}
+
+/// `err` and its causes joined by ": ", each cause once: library errors that print their cause in
+/// their own message (an I/O error after its path) would otherwise repeat it.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_printed_again() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let err = jester::Error::Io {
+            path: "runs/x".into(),
+            source: io,
+        };
+        let message = super::error_chain(&anyhow::Error::new(err).context("cannot start"));
+        assert_eq!(message, "cannot start: runs/x: entity not found");
     }
 }

@@ -257,12 +257,12 @@ impl<T: Send + 'static> Iterator for Loader<T> {
                             why: if share.count > 1 {
                                 format!(
                                     "share {} of {} of the shards has no usable sample (all \
-                                     skipped, {:?}); use more shards or fewer processes",
+                                     skipped: {}); use more shards or fewer processes",
                                     share.index, share.count, self.cursor.skipped
                                 )
                             } else {
                                 format!(
-                                    "the shards have no usable sample (all skipped: {:?})",
+                                    "the shards have no usable sample (all skipped: {})",
                                     self.cursor.skipped
                                 )
                             },

@@ -7,22 +7,27 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LOCK_FILE};
+use crate::lock::Lock;
 
 pub struct Claim {
     out: PathBuf,
-    /// Entries that were there before this start (a fresh run's folder may pre-exist, empty or
-    /// holding the user's own files); everything else is this start's to remove on failure.
+    /// Entries that were there when this start took the lock (a fresh run's folder may
+    /// pre-exist, empty or holding the user's own files); everything else is this start's to
+    /// remove on failure. Taken under the lock, so it never counts another process's files as
+    /// this one's.
     before: BTreeSet<OsString>,
+    /// Whether this process made the folder (it then goes too, if nothing else is in it).
     created: bool,
-    /// Set while a fresh start has not yet reached its first step.
+    /// Set while a fresh start has not yet completed its first step.
     armed: bool,
     // Declared last: released after the clean-up in `drop`.
-    _lock: Lock,
+    lock: Lock,
 }
 
 impl Claim {
     /// A fresh run's folder: created if absent, locked, and refused if it already holds a run.
+    /// A process that does not get the lock changes nothing: the folder, even one it created a
+    /// moment before, belongs to the holder.
     pub fn fresh(out: &Path) -> Result<Self> {
         let io = |source| Error::Io {
             path: out.to_owned(),
@@ -36,15 +41,13 @@ impl Claim {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && out.is_dir() => false,
             Err(e) => return Err(io(e)),
         };
-        let before = entries(out)?;
-        let lock = match Lock::folder(out, "the run folder") {
-            Ok(lock) => lock,
-            Err(e) => {
-                if created {
-                    let _ = std::fs::remove_dir_all(out);
-                }
-                return Err(e);
-            }
+        let lock = Lock::folder(out, "the run folder")?;
+        let claim = Self {
+            out: out.to_owned(),
+            before: entries(out)?,
+            created,
+            armed: true,
+            lock,
         };
         if out.join("config.json").exists() {
             return Err(Error::Input {
@@ -53,13 +56,7 @@ impl Claim {
                     .into(),
             });
         }
-        Ok(Self {
-            out: out.to_owned(),
-            before,
-            created,
-            armed: true,
-            _lock: lock,
-        })
+        Ok(claim)
     }
 
     /// An existing run's folder, locked.
@@ -77,7 +74,7 @@ impl Claim {
             before: BTreeSet::new(),
             created: false,
             armed: false,
-            _lock: Lock::folder(out, "the run folder")?,
+            lock: Lock::folder(out, "the run folder")?,
         })
     }
 
@@ -86,7 +83,8 @@ impl Claim {
         super::dir::RunDir::new(&self.out)
     }
 
-    /// The start succeeded: from now on the folder holds a run and is never cleaned up.
+    /// The run's first step completed: from now on the folder holds a run and is never cleaned
+    /// up (a later failure leaves it to resume).
     pub fn started(&mut self) {
         self.armed = false;
     }
@@ -106,11 +104,9 @@ impl Drop for Claim {
         if !self.armed {
             return;
         }
+        // Only what this start wrote while holding the lock.
         let Ok(now) = entries(&self.out) else { return };
         for name in now.difference(&self.before) {
-            if name == LOCK_FILE {
-                continue;
-            }
             let path = self.out.join(name);
             let _ = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
@@ -118,10 +114,12 @@ impl Drop for Claim {
                 std::fs::remove_file(&path)
             };
         }
-        if !self.before.contains(std::ffi::OsStr::new(LOCK_FILE)) {
-            let _ = std::fs::remove_file(self.out.join(LOCK_FILE));
+        if self.lock.created_file() {
+            // Still held: a process that opened it meanwhile sees it gone and retries (lock.rs).
+            self.lock.remove_file();
         }
         if self.created {
+            // Fails, as it should, if anything else is there.
             let _ = std::fs::remove_dir(&self.out);
         }
     }

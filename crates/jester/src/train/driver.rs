@@ -149,8 +149,7 @@ pub fn train(
     let mut window = Window::default();
     let mut noise = (BTreeMap::new(), BTreeMap::new());
     let mut final_loss = f64::NAN;
-    if let Some(claim) = &mut claim {
-        claim.started();
+    if claim.is_some() {
         observer.started(&config, state.step);
     }
     while step.done() < config.steps {
@@ -208,6 +207,11 @@ pub fn train(
             })?;
             observer.checkpointed(state.step, &saved);
             last_checkpoint = Some(saved);
+        }
+        // A fresh run whose first step completed (its lines written) is a run: from here on a
+        // failure leaves the folder to resume. Before, a failure removes what the start wrote.
+        if let Some(claim) = &mut claim {
+            claim.started();
         }
     }
     let (train_flops, score_flops, uniform_flops) = step.flops();
