@@ -332,17 +332,17 @@ pub fn embed(args: EmbedArgs, processes: Option<Processes>) -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "{} samples embedded (D = {}, t = {:.3}, b = {:.3}) into {}; {} skipped{}",
+        "{} samples embedded (D = {}, t = {:.3}, b = {:.3}) into {}; {}{}",
         summary.samples,
         summary.dim,
         summary.t,
         summary.b,
         args.out.display(),
-        summary.skipped.total(),
-        if summary.skipped.total() > 0 {
-            format!(" {:?}", summary.skipped)
+        summary.skipped,
+        if summary.skipped.get(jester_data::SkipReason::DuplicateKey) > 0 {
+            " (of a repeated key, the copy read first is embedded; the cache holds each key once)"
         } else {
-            String::new()
+            ""
         }
     );
     Ok(())

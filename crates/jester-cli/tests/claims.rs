@@ -130,3 +130,34 @@ fn two_starts_into_one_new_folder_leave_one_run_and_one_refusal_naming_it() {
         );
     }
 }
+
+#[test]
+fn a_repeated_key_is_counted_by_inspect_and_embedded_once() {
+    let dir = root("duplicate-key");
+    let pool = fixture().bench.join("pool");
+    // The pool's first shard, then the same shard again under another name: every key twice.
+    let first = std::fs::read_dir(&pool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .min()
+        .unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&first, dir.join("a.tar")).unwrap();
+    std::fs::copy(&first, dir.join("b.tar")).unwrap();
+    let inspected = common::jester_with(&["shards", "inspect", s(&dir)], &[]);
+    let inspected = String::from_utf8_lossy(&inspected.stdout).into_owned()
+        + &String::from_utf8_lossy(&inspected.stderr);
+    let cache = dir.join("cache.safetensors");
+    let out = common::jester_with(&common::embed_args(&fixture().reference, &dir, &cache), &[]);
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    let n = jester::cache::EmbeddingCache::read(&cache).unwrap().len();
+    assert!(n > 0, "{said}");
+    assert!(
+        inspected.contains(&format!("{n} skipped: {n} duplicate-key")),
+        "inspect: {inspected}"
+    );
+    assert!(said.contains(&format!("{n} duplicate-key")), "{said}");
+    assert!(said.contains("the copy read first is embedded"), "{said}");
+}

@@ -23,6 +23,11 @@ pub struct DecodeOptions {
     /// hashed from them) written before it existed stay the same.
     #[serde(skip_serializing_if = "is_default_max_caption_bytes")]
     pub max_caption_bytes: usize,
+    /// `.json` members larger than this are skipped as `json-too-large` before they are parsed
+    /// (default 1 MiB): a sample's metadata is a few hundred bytes, and parsing a 120 MB one takes
+    /// ten times its size in memory. Left out of a serialised config at its default.
+    #[serde(skip_serializing_if = "is_default_max_json_bytes")]
+    pub max_json_bytes: usize,
     /// The shorter side the transform needs (its [`source_side`]): SVGs are drawn at most this
     /// large, however large they declare themselves, and JPEGs at least four times as large are
     /// decoded at the smallest DCT scale (¼ or ⅛: a fraction of the IDCT work and of the memory)
@@ -35,6 +40,11 @@ pub struct DecodeOptions {
 }
 
 const DEFAULT_MAX_CAPTION_BYTES: usize = 16 << 10;
+const DEFAULT_MAX_JSON_BYTES: usize = 1 << 20;
+
+fn is_default_max_json_bytes(n: &usize) -> bool {
+    *n == DEFAULT_MAX_JSON_BYTES
+}
 
 fn is_default_max_caption_bytes(n: &usize) -> bool {
     *n == DEFAULT_MAX_CAPTION_BYTES
@@ -46,6 +56,7 @@ impl Default for DecodeOptions {
             max_pixels: 8192 * 8192,
             caption_field: "caption".into(),
             max_caption_bytes: DEFAULT_MAX_CAPTION_BYTES,
+            max_json_bytes: DEFAULT_MAX_JSON_BYTES,
             target_side: None,
         }
     }
@@ -81,9 +92,7 @@ pub fn caption(raw: &RawSample, options: &DecodeOptions) -> Result<String, SkipR
     if let Some(bytes) = raw.member("txt") {
         checked(bytes.len())?;
         trimmed(std::str::from_utf8(bytes).map_err(|_| SkipReason::NonUtf8Caption)?)
-    } else if let Some(bytes) = raw.member("json") {
-        let meta: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|_| SkipReason::BadJson)?;
+    } else if let Some(meta) = metadata(raw, options)? {
         let text = meta
             .get(&options.caption_field)
             .and_then(|c| c.as_str())
@@ -95,14 +104,27 @@ pub fn caption(raw: &RawSample, options: &DecodeOptions) -> Result<String, SkipR
     }
 }
 
+/// The sample's `.json` member parsed, if it has one; refused unparsed over the size limit.
+fn metadata(
+    raw: &RawSample,
+    options: &DecodeOptions,
+) -> Result<Option<serde_json::Value>, SkipReason> {
+    let Some(bytes) = raw.member("json") else {
+        return Ok(None);
+    };
+    if bytes.len() > options.max_json_bytes {
+        return Err(SkipReason::JsonTooLarge);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|_| SkipReason::BadJson)
+}
+
 /// Decodes image and caption (and keeps `.json` and `.npy`), or says why the sample is skipped.
 pub fn decode(raw: &RawSample, options: &DecodeOptions) -> Result<DecodedSample, SkipReason> {
     let caption = caption(raw, options)?;
     let image = decode_image(raw, options)?;
-    let meta = match raw.member("json") {
-        Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|_| SkipReason::BadJson)?),
-        None => None,
-    };
+    let meta = metadata(raw, options)?;
     Ok(DecodedSample {
         key: raw.key.clone(),
         image,

@@ -10,7 +10,7 @@
 //! reader up to that point without decoding anything, so a restarted run sees exactly the samples
 //! it would have seen. Shards are read one at a time; at most `shuffle_buffer` raw samples wait in
 //! the buffer and at most `prefetch` are between the reader and the consumer.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -299,6 +299,11 @@ impl<T: Send + 'static> Drop for Loader<T> {
     }
 }
 
+/// A 64-bit hash of a sample key (FNV-1a): the epoch's key set holds these, not the strings.
+fn key_hash(key: &str) -> u64 {
+    crate::tools::inspect::fnv1a(key.as_bytes())
+}
+
 struct Reader {
     shards: Vec<PathBuf>,
     share: Share,
@@ -375,6 +380,10 @@ impl Reader {
             1
         };
         let mut buffer: Vec<RawSample> = Vec::with_capacity(capacity);
+        // Keys read this epoch (hashed: 8 bytes a sample). A key read again is skipped as
+        // `duplicate-key`: the copy read first is used (within a shard the first in file order),
+        // since reference caches are looked up by key.
+        let mut keys: HashSet<u64> = HashSet::new();
         for &s in &order {
             read_shard(&self.shards[s], |item| {
                 read += 1;
@@ -383,6 +392,9 @@ impl Reader {
                 }
                 match item {
                     ShardItem::Skip(reason) => emit(Item::Skip(reason)),
+                    ShardItem::Sample(raw) if !keys.insert(key_hash(&raw.key)) => {
+                        emit(Item::Skip(SkipReason::DuplicateKey))
+                    }
                     ShardItem::Sample(raw) => {
                         if capacity <= 1 {
                             emit(Item::Raw(raw));

@@ -58,12 +58,30 @@ pub fn read_shard(path: &Path, each: impl FnMut(ShardItem)) -> Result<()> {
     }
 }
 
+/// The tar reader's complaint in words, without the raw bytes it quotes ("numeric field did not
+/// have utf-8 text: <header bytes> when getting cksum for <name bytes>" → its words before the
+/// bytes); anything left that is not printable ASCII becomes '?'.
+fn tar_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let words = text.split(": ").next().unwrap_or_default();
+    words
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
 /// [`read_shard`] on any byte stream; `path` only names it in errors. (The fuzz target's entry.)
 pub fn read_tar(reader: impl Read, path: &Path, mut each: impl FnMut(ShardItem)) -> Result<()> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| Error::NotATar {
         path: path.to_owned(),
-        why: e.to_string(),
+        why: tar_reason(&e),
     })?;
     let mut current: Option<RawSample> = None;
     let mut seen_any = false;
@@ -74,7 +92,7 @@ pub fn read_tar(reader: impl Read, path: &Path, mut each: impl FnMut(ShardItem))
             Err(e) if !seen_any => {
                 return Err(Error::NotATar {
                     path: path.to_owned(),
-                    why: e.to_string(),
+                    why: tar_reason(&e),
                 });
             }
             Err(_) => {

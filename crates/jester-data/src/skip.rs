@@ -30,6 +30,11 @@ pub enum SkipReason {
     CaptionTooLong,
     /// A `.json` member that does not parse.
     BadJson,
+    /// A `.json` member larger than `DecodeOptions::max_json_bytes`; refused before parsing.
+    JsonTooLarge,
+    /// A key seen before in the same data (shards are read in order; the first copy is used):
+    /// reference caches are looked up by key, so a second copy would be ambiguous.
+    DuplicateKey,
     /// A caption the tokenizer refuses (e.g. a WordPiece vocabulary without its unknown token).
     Untokenizable,
 }
@@ -48,6 +53,8 @@ impl SkipReason {
             Self::NonUtf8Caption => "non-utf8-caption",
             Self::CaptionTooLong => "caption-too-long",
             Self::BadJson => "bad-json",
+            Self::JsonTooLarge => "json-too-large",
+            Self::DuplicateKey => "duplicate-key",
             Self::Untokenizable => "untokenizable",
         }
     }

@@ -51,18 +51,26 @@ fn a_caption_over_the_limit_is_skipped_before_it_is_read() {
     // The length is checked before UTF-8: 10 MB of Latin-1 is too long, not non-UTF-8.
     assert_eq!(caption(&with_txt(vec![0xE9; 10 * MB]), &options), Err(over));
 
-    // From the `.json` caption field too; a large `.json` with a short caption is fine.
+    // From the `.json` caption field too: a caption over the limit in a `.json` under its own
+    // limit (1 MiB) is too long; a `.json` over that limit is refused unparsed, whatever its
+    // caption; a `.json` under it with a short caption and a long other field is fine.
     let json = |caption: &str, other: &str| {
         RawSample::new("k").with("png", png()).with(
             "json",
             serde_json::json!({"caption": caption, "page": other}).to_string(),
         )
     };
-    assert_eq!(caption(&json(&many_words(), ""), &options), Err(over));
+    let page = &many_words()[..MB / 2];
+    assert_eq!(caption(&json(&page[..64 << 10], ""), &options), Err(over));
     assert_eq!(
-        caption(&json(" a dog ", &many_words()), &options).unwrap(),
-        "a dog"
+        caption(&json(&many_words(), ""), &options),
+        Err(SkipReason::JsonTooLarge)
     );
+    assert_eq!(
+        caption(&json(" a dog ", &many_words()), &options),
+        Err(SkipReason::JsonTooLarge)
+    );
+    assert_eq!(caption(&json(" a dog ", page), &options).unwrap(), "a dog");
 
     // The limit is on raw bytes, inclusive.
     let small = DecodeOptions {
@@ -88,6 +96,7 @@ fn a_caption_over_the_limit_is_skipped_before_it_is_read() {
 fn the_caption_limit_is_a_config_setting_left_out_at_its_default() {
     let default = serde_json::to_value(DecodeOptions::default()).unwrap();
     assert!(default.get("max_caption_bytes").is_none(), "{default}");
+    assert!(default.get("max_json_bytes").is_none(), "{default}");
     let old: DecodeOptions = serde_json::from_value(default).unwrap();
     assert_eq!(old, DecodeOptions::default());
     let set: DecodeOptions = serde_json::from_str(r#"{"max_caption_bytes": 1000}"#).unwrap();

@@ -217,7 +217,59 @@ fn a_file_that_is_not_a_tar_is_an_error_naming_it() {
             err.contains(&bad.display().to_string()) && err.contains("not a tar"),
             "{err}"
         );
+        // The reason in words: none of the junk's bytes are quoted back.
+        assert!(
+            err.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            "{err:?}"
+        );
     }
+}
+
+#[test]
+fn a_repeated_key_is_skipped_and_counted_and_its_first_copy_is_used() {
+    // Key 000003 twice in one shard and once more in the next: one sample is kept, the one
+    // read first, and the other two are counted as duplicate-key.
+    let dir = workdir("duplicate-keys");
+    let mut samples: Vec<RawSample> = (0..8).map(good).collect();
+    let copy = |caption: &str| {
+        RawSample::new("000003")
+            .with("png", encoded(8, 6, image::ImageFormat::Png, 9))
+            .with("txt", caption.to_string())
+    };
+    samples.insert(5, copy("the second copy"));
+    samples.push(copy("the third copy"));
+    let shards = write(&dir, samples, 6);
+    assert_eq!(shards.len(), 2);
+    let mut loader = Loader::new(shards, &options(false, 2, 1, 0), identity(), None).unwrap();
+    let got: Vec<RawSample> = loader.by_ref().map(|s| s.unwrap()).collect();
+    let threes: Vec<&RawSample> = got.iter().filter(|s| s.key == "000003").collect();
+    assert_eq!(threes.len(), 1);
+    assert_eq!(threes[0].member("txt").unwrap(), b"caption number 3");
+    assert_eq!(got.len(), 8);
+    assert_eq!(loader.skipped().get(SkipReason::DuplicateKey), 2);
+}
+
+#[test]
+fn a_json_member_over_the_limit_is_skipped_before_it_is_parsed() {
+    let options = DecodeOptions {
+        max_json_bytes: 64,
+        ..DecodeOptions::default()
+    };
+    // Over the limit and not even JSON: refused for its size, so it was never parsed.
+    let big = good(1).with("json", vec![b'{'; 65]);
+    assert_eq!(
+        decode(&big, &options).unwrap_err(),
+        SkipReason::JsonTooLarge
+    );
+    let caption_only = RawSample::new("x").with("json", vec![b'['; 65]);
+    assert_eq!(
+        jester_data::decode::caption(&caption_only, &options).unwrap_err(),
+        SkipReason::JsonTooLarge
+    );
+    // At the limit it is parsed as before.
+    let small = good(1).with("json", format!("{{\"pad\": \"{}\"}}", "x".repeat(53)));
+    assert_eq!(small.member("json").unwrap().len(), 64);
+    assert!(decode(&small, &options).is_ok());
 }
 
 #[test]
