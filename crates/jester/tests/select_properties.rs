@@ -6,8 +6,9 @@ mod common;
 use common::{clustered, config, small};
 use jester::loss::LossKind;
 use jester::select::{batch_score, select, Method, ScoreKind, SelectConfig};
+use jester::PairEmbeddings;
 use proptest::prelude::*;
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 #[test]
 fn joint_selection_finds_more_learnability_than_independent_or_uniform() {
@@ -201,8 +202,56 @@ fn a_grouped_selection_gives_each_group_its_quota_chunk_by_chunk() {
                 assert_eq!(mine, 80 / 4 / groups, "groups {groups}: chunk {chunk:?}");
             }
         }
-        // Conditioned on every group's picks: not the union of independent per-group selections.
-        assert_ne!(s.indices, one.indices);
     }
     assert!(jester::select::select_grouped(&learner, Some(&reference), 80, &c, 3).is_err());
+}
+
+#[test]
+fn a_groups_picks_depend_on_the_other_groups_candidates() {
+    // Joint selection conditions every chunk on everything chosen before in every group: with
+    // group 0's candidates and the seed unchanged, other candidates in group 1 change what group
+    // 0 picks after the first chunk (drawn from each example's own score, so it stays). A
+    // selection made group by group, independently, would give group 0 the same picks.
+    let (learner, reference) = clustered(&small(400, 16, 8, 5), Kind::Float);
+    let (other_l, other_r) = clustered(&small(400, 16, 8, 6), Kind::Float);
+    let swap_second_half = |a: &PairEmbeddings, b: &PairEmbeddings| {
+        let half =
+            |x: &Tensor, y: &Tensor| Tensor::cat(&[x.narrow(0, 0, 200), y.narrow(0, 200, 200)], 0);
+        PairEmbeddings::new(
+            half(a.image(), b.image()),
+            half(a.text(), b.text()),
+            a.temperature(),
+            a.bias(),
+        )
+        .unwrap()
+    };
+    let learner2 = swap_second_half(&learner, &other_l);
+    let reference2 = swap_second_half(&reference, &other_r);
+    let c = SelectConfig {
+        chunks: 4,
+        seed: 3,
+        ..SelectConfig::default()
+    };
+    let group0 = |s: &jester::select::Selection, chunk: usize| -> Vec<i64> {
+        let mut rows: Vec<i64> = s.indices[s.chunks[chunk].clone()]
+            .iter()
+            .copied()
+            .filter(|&i| i < 200)
+            .collect();
+        rows.sort_unstable();
+        rows
+    };
+    let a = jester::select::select_grouped(&learner, Some(&reference), 80, &c, 2).unwrap();
+    let b = jester::select::select_grouped(&learner2, Some(&reference2), 80, &c, 2).unwrap();
+    assert_eq!(
+        group0(&a, 0),
+        group0(&b, 0),
+        "the first chunk reads own scores only"
+    );
+    let later = |s| (1..4).flat_map(|k| group0(s, k)).collect::<Vec<_>>();
+    assert_ne!(
+        later(&a),
+        later(&b),
+        "group 0's later picks must follow group 1's candidates"
+    );
 }
