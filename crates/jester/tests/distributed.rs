@@ -15,8 +15,9 @@ use jester::Error;
 use jester_data::benchmark::synthetic::{generate, SyntheticConfig};
 
 struct Mirror {
-    /// Make the peer's weight checksum (in its sync report) differ from ours.
-    drift: bool,
+    /// Make this field of the peer's sync report (its weight checksum, or its selections' hash)
+    /// differ from ours.
+    drift: Option<&'static str>,
 }
 
 impl ProcessGroup for Mirror {
@@ -31,10 +32,10 @@ impl ProcessGroup for Mirror {
     }
     fn all_gather(&self, tensor: &Tensor) -> jester::Result<Tensor> {
         let mut peer = tensor.copy();
-        if self.drift && tensor.kind() == Kind::Uint8 {
-            // The peer reports another weight checksum: one digit of it changed, length kept.
+        if let Some(field) = self.drift.filter(|_| tensor.kind() == Kind::Uint8) {
+            // The peer reports another value: one digit of it changed, length kept.
             let mut bytes = Vec::<u8>::try_from(&peer).unwrap();
-            let key = b"\"checksum\":";
+            let key = format!("\"{field}\":").into_bytes();
             if let Some(at) = bytes.windows(key.len()).position(|w| w == key) {
                 let digits = at + key.len();
                 let end = digits
@@ -98,7 +99,7 @@ fn setup(name: &str) -> (PathBuf, TrainConfig, TrainOptions) {
     (root, config, options)
 }
 
-fn seams(drift: bool) -> Seams {
+fn seams(drift: Option<&'static str>) -> Seams {
     let mut seams = Seams::single_process(Box::new(jester::eval::open));
     seams.collective = Box::new(Distributed::new(Mirror { drift }));
     seams
@@ -111,7 +112,7 @@ fn rank_zero_writes_the_run_with_every_ranks_loader_position() {
     let summary = train(
         Start::Fresh(Box::new(config)),
         &options,
-        seams(false),
+        seams(None),
         &mut Silent,
     )
     .unwrap();
@@ -139,7 +140,7 @@ fn ranks_whose_weights_drift_apart_stop_the_run_naming_the_rank() {
     let err = train(
         Start::Fresh(Box::new(config)),
         &options,
-        seams(true),
+        seams(Some("checksum")),
         &mut Silent,
     )
     .unwrap_err();
@@ -151,6 +152,30 @@ fn ranks_whose_weights_drift_apart_stop_the_run_naming_the_rank() {
             );
         }
         other => panic!("expected a drift error naming rank 1, got {other}"),
+    }
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn ranks_whose_selections_differ_stop_the_run_naming_the_rank() {
+    // The all-reduce keeps weights equal whatever the ranks select: only the selections' hash
+    // can see ranks that select from different super-batches.
+    let (root, config, options) = setup("selections");
+    let err = train(
+        Start::Fresh(Box::new(config)),
+        &options,
+        seams(Some("selections")),
+        &mut Silent,
+    )
+    .unwrap_err();
+    match &err {
+        Error::Distributed { rank: 1, what } => {
+            assert!(
+                what.contains("selections differ") && what.contains("up to 1"),
+                "{what}"
+            );
+        }
+        other => panic!("expected a selection error naming rank 1, got {other}"),
     }
     let _ = std::fs::remove_dir_all(root);
 }

@@ -142,6 +142,12 @@ impl<G: ProcessGroup> Collective for Distributed<G> {
         Ok(Vec::<u8>::try_from(buffer.to_device(Device::Cpu))?)
     }
 
+    fn any(&self, flag: bool) -> Result<bool> {
+        let count = Tensor::from_slice(&[f32::from(u8::from(flag))]).to_device(self.group.device());
+        self.group.all_reduce_sum(&count)?;
+        Ok(count.double_value(&[0]) > 0.0)
+    }
+
     fn all_gather_bytes(&self, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>> {
         let lengths = self.scalar_lengths(bytes.len())?;
         let longest = lengths.iter().copied().max().unwrap_or(0);

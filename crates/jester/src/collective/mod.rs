@@ -40,6 +40,8 @@ pub trait Collective {
     fn gather_rows(&self, local: &Tensor) -> Result<Tensor>;
     /// Waits for every rank.
     fn barrier(&self) -> Result<()>;
+    /// Whether `flag` is set on any rank (one all-reduce of one number).
+    fn any(&self, flag: bool) -> Result<bool>;
 }
 
 /// One process: every collective is the identity.
@@ -71,14 +73,21 @@ impl Collective for SingleProcess {
     fn barrier(&self) -> Result<()> {
         Ok(())
     }
+    fn any(&self, flag: bool) -> Result<bool> {
+        Ok(flag)
+    }
 }
 
 /// Every rank's outcome of a piece of local work, agreed before the next collective: if any rank
 /// failed, every rank fails — with its own error on a rank that failed, naming the first rank that
 /// failed on the others — instead of the healthy ranks waiting for a peer that has left. One
-/// small all-gather; nothing in one process.
+/// all-reduce of one number when every rank succeeded (the messages are gathered only after a
+/// failure); nothing in one process.
 pub fn all_ok<T>(collective: &dyn Collective, result: Result<T>) -> Result<T> {
     if collective.world_size() == 1 {
+        return result;
+    }
+    if !collective.any(result.is_err())? {
         return result;
     }
     let mine = match &result {

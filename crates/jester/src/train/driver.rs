@@ -149,6 +149,7 @@ pub fn train(
     let mut window = Window::default();
     let mut noise = (BTreeMap::new(), BTreeMap::new());
     let mut final_loss = f64::NAN;
+    let mut selections = 0u64;
     if claim.is_some() {
         observer.started(&config, state.step);
     }
@@ -179,34 +180,53 @@ pub fn train(
         let eval_now = config.eval_every > 0 && state.step % config.eval_every == 0;
         let cadence = config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0;
         let checkpoint_now = cadence || state.step == config.steps;
+        if config.method.scores() {
+            // Every rank computes the same global selection: a running hash, compared at syncs.
+            selections = selection_hash(selections, &metrics.selected);
+        }
         if log_now || checkpoint_now {
-            let synced = sync(&step, std::mem::take(&mut noise), state.step)?;
+            let report = std::mem::take(&mut noise);
+            let synced = sync(&step, report, std::mem::take(&mut selections), state.step)?;
             state.set_cursors(synced.cursors);
             add_all(&mut state.noise_drawn, &synced.noise_drawn);
             add_all(&mut state.noise_selected, &synced.noise_selected);
             add_all(&mut window.noise_drawn, &synced.noise_drawn);
             add_all(&mut window.noise_selected, &synced.noise_selected);
         }
-        if !lead {
-            continue;
+        if lead {
+            observer.stepped(&metrics);
         }
-        observer.stepped(&metrics);
-        if log_now {
-            let line = window.line(&metrics, &state, state.skipped().total());
-            dir.append_line(RunDir::METRICS, &line)?;
-            observer.logged(&line);
-            window = Window::default();
-        }
-        if eval_now || state.step == config.steps {
-            evaluate(&mut evaluator, &dir, &step, &state, observer)?;
-        }
-        if checkpoint_now {
-            let saved = save_checkpoint(dir.path(), &state, config.keep_checkpoints, |temp| {
-                step.model().save(&temp.join("model.safetensors"))?;
-                step.optimizer().save(&temp.join("optimizer.safetensors"))
-            })?;
-            observer.checkpointed(state.step, &saved);
-            last_checkpoint = Some(saved);
+        let eval_now = eval_now || state.step == config.steps;
+        if log_now || eval_now || checkpoint_now {
+            // Rank 0's files (metrics line, evaluation, checkpoint), agreed by every rank: a
+            // failure there stops every rank now, with its message, not at the next collective's
+            // timeout.
+            let written = if lead {
+                (|| -> Result<()> {
+                    if log_now {
+                        let line = window.line(&metrics, &state, state.skipped().total());
+                        dir.append_line(RunDir::METRICS, &line)?;
+                        observer.logged(&line);
+                        window = Window::default();
+                    }
+                    if eval_now {
+                        evaluate(&mut evaluator, &dir, &step, &state, observer)?;
+                    }
+                    if checkpoint_now {
+                        let keep = config.keep_checkpoints;
+                        let saved = save_checkpoint(dir.path(), &state, keep, |temp| {
+                            step.model().save(&temp.join("model.safetensors"))?;
+                            step.optimizer().save(&temp.join("optimizer.safetensors"))
+                        })?;
+                        observer.checkpointed(state.step, &saved);
+                        last_checkpoint = Some(saved);
+                    }
+                    Ok(())
+                })()
+            } else {
+                Ok(())
+            };
+            all_ok(step.collective(), written)?;
         }
         // A fresh run whose first step completed (its lines written) is a run: from here on a
         // failure leaves the folder to resume. Before, a failure removes what the start wrote.
@@ -241,6 +261,21 @@ pub fn train(
     // No rank reports success before rank 0 has written the run's results.
     step.collective().barrier()?;
     Ok(summary)
+}
+
+/// `hash` with one step's selected super-batch rows folded in (FNV-1a over their bytes).
+fn selection_hash(hash: u64, selected: &[usize]) -> u64 {
+    let start = if hash == 0 {
+        0xcbf2_9ce4_8422_2325
+    } else {
+        hash
+    };
+    selected
+        .iter()
+        .flat_map(|&i| (i as u64).to_le_bytes())
+        .fold(start, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 fn add_all<V: Copy + std::ops::AddAssign + Default>(

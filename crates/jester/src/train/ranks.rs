@@ -119,14 +119,19 @@ struct RankReport {
     noise: (BTreeMap<String, u64>, BTreeMap<String, u64>),
     /// The weights' checksum as its bits (JSON would round the f64).
     checksum: u64,
+    /// A hash of the selections since the last sync (every rank selects the same rows).
+    #[serde(default)]
+    selections: u64,
 }
 
 /// Gathers every rank's loader positions and noise counts since the last sync (`noise`, this
-/// rank's), and checks that every rank holds the same weights after step `after`: ranks that drift
-/// apart stop the run, naming the first that differs from rank 0.
+/// rank's), and checks that every rank holds the same weights after step `after` and made the same
+/// selections since the last sync (`selections`, their hash): ranks that drift apart stop the run,
+/// naming the first that differs from rank 0.
 pub(super) fn sync(
     step: &Step,
     noise: (BTreeMap<String, u64>, BTreeMap<String, u64>),
+    selections: u64,
     after: usize,
 ) -> Result<Synced> {
     let collective = step.collective();
@@ -141,8 +146,22 @@ pub(super) fn sync(
             cursors: step.cursors(),
             noise,
             checksum,
+            selections,
         },
     )?;
+    if let Some(rank) = reports
+        .iter()
+        .position(|r| r.selections != reports[0].selections)
+    {
+        return Err(Error::Distributed {
+            rank,
+            what: format!(
+                "its selections differ from rank 0's in the steps up to {after}: the ranks no \
+                 longer select from one super-batch (a loader, reference or seed that differs by \
+                 rank) — resume from the last checkpoint"
+            ),
+        });
+    }
     if let Some(rank) = reports
         .iter()
         .position(|r| r.checksum != reports[0].checksum)

@@ -16,7 +16,7 @@ mod phases;
 use super::optim::AdamW;
 use super::pool::Pool;
 use super::scoring::{open_reference, Reference, StepCosts};
-use crate::collective::{Collective, SingleProcess};
+use crate::collective::{all_ok, Collective, SingleProcess};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::input::{assemble, model_preprocess, model_work};
@@ -149,8 +149,12 @@ impl Step {
     /// checkpoint named: the caller knows its last one) and leaves the weights as they were.
     pub fn run(&mut self, summarise: bool) -> Result<StepMetrics> {
         let mut clock = PhaseClock::new(self.device, self.collective.world_size() > 1);
+        let examples = clock.time("load", |_| Ok(self.pool.draw()))?;
+        // A loader that fails on one rank fails every rank now, with its message, rather than
+        // leaving the others waiting in the step's first gather.
+        let examples = clock.communicate(|| all_ok(self.collective.as_ref(), examples))?;
         let drawn = clock.time("load", |_| {
-            Ok(assemble(self.pool.draw()?, &self.preprocess, self.device))
+            Ok(assemble(examples, &self.preprocess, self.device))
         })?;
         let scored = clock.time("score", |clock| self.score(&drawn, clock))?;
         let chosen = clock.time("select", |_| self.select(&drawn, scored.as_ref()))?;
