@@ -258,24 +258,7 @@ fn load_model(
     })
 }
 
+/// `--device NAME` ([`jester::parse_device`]).
 pub fn parse_device(name: &str) -> Result<tch::Device> {
-    Ok(match name {
-        "auto" => jester::default_device(),
-        "cpu" => tch::Device::Cpu,
-        "cuda" | "gpu" => cuda(0)?,
-        other => match other.strip_prefix("cuda:").map(str::parse) {
-            Some(Ok(i)) => cuda(i)?,
-            _ => bail!("--device {other:?}: expected auto, cpu, cuda or cuda:N"),
-        },
-    })
-}
-
-fn cuda(index: usize) -> Result<tch::Device> {
-    let count = tch::Cuda::device_count() as usize;
-    if index >= count {
-        bail!(
-            "--device cuda:{index}: libtorch sees {count} CUDA device(s); use --device cpu or auto"
-        );
-    }
-    Ok(tch::Device::Cuda(index))
+    jester::parse_device(name).map_err(|why| anyhow::anyhow!("--device {why}"))
 }

@@ -38,3 +38,42 @@ pub use error::{Error, Result};
 pub fn default_device() -> tch::Device {
     tch::Device::cuda_if_available()
 }
+
+/// A device named as the command line and the Python package take it: `auto` (CUDA if libtorch
+/// sees a GPU), `cpu`, `cuda` (or `gpu`: the first GPU) or `cuda:N`. The error (without the name
+/// of the argument, which the caller adds) says what is accepted or how many GPUs there are.
+pub fn parse_device(name: &str) -> std::result::Result<tch::Device, String> {
+    let index = match name {
+        "auto" => return Ok(default_device()),
+        "cpu" => return Ok(tch::Device::Cpu),
+        "cuda" | "gpu" => 0,
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => i,
+            _ => return Err(format!("{name:?}: expected auto, cpu, cuda or cuda:N")),
+        },
+    };
+    let count = tch::Cuda::device_count() as usize;
+    if index >= count {
+        return Err(format!(
+            "{name:?}: libtorch sees {count} CUDA device(s); use cpu or auto"
+        ));
+    }
+    Ok(tch::Device::Cuda(index))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn devices_are_named_one_way_for_the_cli_and_python() {
+        assert_eq!(super::parse_device("cpu"), Ok(tch::Device::Cpu));
+        let err = super::parse_device("tpu").unwrap_err();
+        assert_eq!(err, "\"tpu\": expected auto, cpu, cuda or cuda:N");
+        let gpus = tch::Cuda::device_count();
+        let beyond = format!("cuda:{gpus}");
+        let err = super::parse_device(&beyond).unwrap_err();
+        assert!(
+            err.contains(&format!("libtorch sees {gpus} CUDA device(s)")),
+            "{err}"
+        );
+    }
+}

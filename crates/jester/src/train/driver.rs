@@ -1,11 +1,12 @@
 //! The thin loop around the [`Step`] (docs/ARCHITECTURE.md): claim the run folder, set up or
 //! resume, then step, with metrics, evaluations, checkpoints and the NaN guard at their cadences.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jester_data::expand_shards;
 use jester_data::tokenizer::TextTokenizer;
 
+pub use super::options::{Start, TrainOptions};
 use super::ranks::{open_run, sync, Opened};
 use super::step::{LossHook, Resume, Step, StepInputs, StepMetrics};
 use crate::collective::{all_ok, from_lead, Collective, SingleProcess};
@@ -13,30 +14,8 @@ use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::run_dir::{
-    save_checkpoint, EvalLine, EvalSpec, ReferenceSource, RunDir, RunState, StepLine, TrainSummary,
-    Unfinished,
+    save_checkpoint, EvalLine, EvalSpec, RunDir, RunState, StepLine, TrainSummary,
 };
-
-/// How a run starts.
-pub enum Start {
-    /// A new run with this config in an empty (or new) folder.
-    Fresh(Box<TrainConfig>),
-    /// Continue the run in the folder from its newest checkpoint, with its saved config.
-    Resume,
-}
-
-/// What a run needs besides its config (saved in the folder's `inputs.json`).
-pub struct TrainOptions {
-    pub out: PathBuf,
-    /// Shard specs: files, folders, globs, brace ranges.
-    pub data: Vec<String>,
-    pub reference: ReferenceSource,
-    /// Whether a reference run without final weights may be used (its newest checkpoint).
-    pub unfinished_reference: Unfinished,
-    pub device: tch::Device,
-    /// A held-out set evaluated before the first step, every `eval_every` steps and at the end.
-    pub eval: Option<EvalSpec>,
-}
 
 /// Opens the evaluator of a run's held-out set once its config and tokenizer are known
 /// ([`crate::eval::open`] is the standard one).

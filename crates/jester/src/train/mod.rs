@@ -9,6 +9,7 @@ mod driver;
 mod fused;
 mod grouped;
 pub mod optim;
+mod options;
 mod order;
 mod pool;
 mod ranks;

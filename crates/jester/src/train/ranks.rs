@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use jester_data::tokenizer::TextTokenizer;
 use jester_data::LoaderCursor;
 
-use super::driver::{Start, TrainOptions};
+use super::options::{Start, TrainOptions};
 use super::setup::set_up;
 use super::step::Step;
 use crate::collective::all_gather_json;
