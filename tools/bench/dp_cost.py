@@ -15,10 +15,15 @@ What is modelled follows crates/jester/src/train/step.rs (one data-parallel step
      the backward pass (no overlap), then the noise counts are all-gathered as bytes.
 FLOP counts mirror crates/jester/src/flops.rs (matrix products only, 2 FLOPs per multiply-add,
 training = 3x forward); the CPU selection time is BENCHMARKS.md's "Python: jester.select" table.
-Standard library only.
+Standard library only (and the built `jester` CLI, for the preset's forward FLOPs).
 """
 
 import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from presets import presets  # noqa: E402
 
 WORLDS = (1, 2, 8, 64, 256, 1024)
 F32 = 4  # bytes
@@ -38,19 +43,11 @@ PAPER = {"B": 163_840, "b": 32_768, "D": 768, "N": 16, "P": 200e6}
 CPU = {"B": 20_480, "b": 4_096, "D": 256, "N": 16, "seconds": 1.38}
 
 
-def block(tokens: float, width: float, mlp: float) -> float:
-    """flops.rs `block`: forward FLOPs of one transformer block."""
-    projections = 2 * tokens * (4 * width * width + 2 * width * mlp)
-    return projections + 4 * tokens * tokens * width
-
-
 def b16_forward() -> float:
-    """flops.rs `example_forward` for the `b16` preset (model/config.rs): both towers."""
-    width, depth, mlp, embed = 768, 12, 3072, 768
-    tokens = (224 // 16) ** 2
-    image = 2 * tokens * 3 * 16 * 16 * width + depth * block(tokens, width, mlp)
-    text = depth * block(64, width, mlp)
-    return image + text + 2 * (2 * width * embed)
+    """Forward FLOPs of one example of the `b16` preset, both towers, as crates/jester/src/flops.rs
+    counts them (read from `jester bench flops`, presets.py)."""
+    row = presets(["b16"])["b16"]
+    return row["image_forward"] + row["text_forward"]
 
 
 def selection_flops(b: int, big: int, d: int, models: int = 2) -> float:

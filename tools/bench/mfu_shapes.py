@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from presets import presets  # noqa: E402
 
 
 def rate(m: int, k: int, n: int, batch: int = 1, repeats: int = 20) -> float:
@@ -42,20 +43,24 @@ def rate(m: int, k: int, n: int, batch: int = 1, repeats: int = 20) -> float:
     return best
 
 
-def step_products(b: int) -> list[tuple[str, int, int, int, int, int]]:
-    """(what, batch, m, k, n, count) of one tiny-preset step's products, forward and backward."""
+def step_products(b: int, model: dict) -> list[tuple[str, int, int, int, int, int]]:
+    """(what, batch, m, k, n, count) of one training step's products, forward and backward, for
+    jester's `model` (a preset's resolved shapes, presets.py)."""
+    image, text = model["image"], model["text"]
+    image_tokens = (image["image_size"] // image["patch_size"]) ** 2
     products = []
-    for tower, tokens, depth, width, heads in (
-        ("image", 64, 2, 64, 2),
-        ("text", 24, 2, 64, 2),
+    for tower, tokens, config in (
+        ("image", image_tokens, image),
+        ("text", text["context_length"], text),
     ):
+        depth, width, heads, mlp = (config[k] for k in ("depth", "width", "heads", "mlp_dim"))
         rows = b * tokens
         head = width // heads
         linear = [
             ("qkv", width, 3 * width),
             ("out", width, width),
-            ("mlp in", width, 4 * width),
-            ("mlp out", 4 * width, width),
+            ("mlp in", width, mlp),
+            ("mlp out", mlp, width),
         ]
         for name, k, n in linear:
             products.append((f"{tower} {name} fwd", 1, rows, k, n, depth))
@@ -68,21 +73,23 @@ def step_products(b: int) -> list[tuple[str, int, int, int, int, int]]:
         products.append(
             (f"{tower} attention AV", b * heads, tokens, tokens, head, 3 * depth)
         )
-    products.append(("image patch embedding fwd+bwd", 1, b * 64, 48, 64, 3))
-    products.append(("logits fwd+bwd", 1, b, 64, b, 3))
+    patch = 3 * image["patch_size"] ** 2
+    products.append(("image patch embedding fwd+bwd", 1, b * image_tokens, patch, image["width"], 3))
+    products.append(("logits fwd+bwd", 1, b, model["embed_dim"], b, 3))
     return products
 
 
-def profile_open_clip(b: int) -> dict:
+def profile_open_clip(b: int, shapes: dict) -> dict:
     from open_clip.loss import SigLipLoss
     from open_clip_speed import open_clip_model
 
     torch.manual_seed(0)
-    model, _ = open_clip_model("tiny")
+    model, _ = open_clip_model("tiny", shapes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = SigLipLoss()
-    images = torch.randn(b, 3, 32, 32)
-    ids = torch.randint(0, 1024, (b, 24))
+    size = shapes["image"]["image_size"]
+    images = torch.randn(b, 3, size, size)
+    ids = torch.randint(0, 1024, (b, shapes["text"]["context_length"]))
 
     def step():
         image, text, scale, bias = model(images, ids)
@@ -156,7 +163,8 @@ def main() -> None:
     square = 2 * 2048**3 / rate(2048, 2048, 2048, repeats=5) / 1e9
     rows = []
     flops = seconds = 0.0
-    for what, batch, m, k, n, count in step_products(args.batch):
+    shapes = presets(["tiny"])["tiny"]["model"]
+    for what, batch, m, k, n, count in step_products(args.batch, shapes):
         s = rate(m, k, n, batch)
         f = 2.0 * batch * m * k * n
         rows.append(
@@ -184,7 +192,7 @@ def main() -> None:
         print(
             f"| {row['what']} | {shape} | {row['gflops']:.1f} | {100 * row['gflops'] / square:.0f}% |"
         )
-    profile = profile_open_clip(args.batch)
+    profile = profile_open_clip(args.batch, shapes)
     print("\n| open_clip tiny step, self CPU time | share |")
     print("|---|---|")
     for group, share in profile.items():

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -36,25 +35,26 @@ from open_clip.loss import SigLipLoss
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples"))
+from presets import cli, presets
 from synth_shards import load_split
 
-# jester's presets (crates/jester/src/model/config.rs): image (size, patch, width, depth, heads),
-# text (context, width, depth, heads), D. MLP 4× the width everywhere; vocabulary 1,024 (jester's
-# default BPE size).
-PRESETS = {
-    "tiny": ((32, 4, 64, 2, 2), (24, 64, 2, 2), 64),
-    "tiny-hires": ((64, 4, 64, 2, 2), (16, 64, 2, 2), 64),
-    "small": ((64, 8, 256, 6, 4), (32, 256, 4, 4), 256),
-}
+# jester's default BPE size: the vocabulary the presets train with (model.text.vocab_size is 0,
+# "from the tokenizer").
 VOCAB = 1024
 
 
-def open_clip_model(name: str) -> torch.nn.Module:
-    (size, patch, width, depth, heads), (context, t_width, t_depth, t_heads), dim = (
-        PRESETS[name]
+def open_clip_model(name: str, model: dict) -> torch.nn.Module:
+    """open_clip's model of jester's `model` (a preset's resolved shapes, presets.py): mean-pooled
+    ViT and causal text transformer of the same widths, depths, heads and MLP sizes."""
+    image, text = model["image"], model["text"]
+    size, patch, width, depth, heads = (
+        image[k] for k in ("image_size", "patch_size", "width", "depth", "heads")
+    )
+    context, t_width, t_depth, t_heads = (
+        text[k] for k in ("context_length", "width", "depth", "heads")
     )
     config = {
-        "embed_dim": dim,
+        "embed_dim": model["embed_dim"],
         "init_logit_scale": math.log(10.0),
         "init_logit_bias": -10.0,
         "vision_cfg": {
@@ -63,7 +63,7 @@ def open_clip_model(name: str) -> torch.nn.Module:
             "width": width,
             "layers": depth,
             "head_width": width // heads,
-            "mlp_ratio": 4.0,
+            "mlp_ratio": image["mlp_dim"] / width,
             "pool_type": "avg",  # jester mean-pools its image tokens
         },
         "text_cfg": {
@@ -72,6 +72,7 @@ def open_clip_model(name: str) -> torch.nn.Module:
             "width": t_width,
             "heads": t_heads,
             "layers": t_depth,
+            "mlp_ratio": text["mlp_dim"] / t_width,
         },
     }
     model_name = f"jester-bench-{name}"
@@ -79,20 +80,11 @@ def open_clip_model(name: str) -> torch.nn.Module:
     return open_clip.create_model(model_name, pretrained=None), config
 
 
-def jester_cli() -> Path:
-    cli = Path(os.environ.get("JESTER_CLI", REPO / "target/debug/jester"))
-    if not cli.exists():
-        raise SystemExit(
-            f"no jester CLI at {cli}: build it (cargo build -p jester-cli) or set JESTER_CLI"
-        )
-    return cli
-
-
 def jester_row(name: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         command = [
-            str(jester_cli()),
+            str(cli()),
             "bench",
             "train",
             "--config",
@@ -127,9 +119,11 @@ def jester_row(name: str, args) -> dict:
     }
 
 
-def open_clip_row(name: str, args, images: torch.Tensor, ids: torch.Tensor) -> dict:
+def open_clip_row(
+    name: str, model_shapes: dict, args, images: torch.Tensor, ids: torch.Tensor
+) -> dict:
     torch.manual_seed(0)
-    model, config = open_clip_model(name)
+    model, config = open_clip_model(name, model_shapes)
     size = config["vision_cfg"]["image_size"]
     context = config["text_cfg"]["context_length"]
     images = torch.nn.functional.interpolate(
@@ -175,11 +169,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     names = args.configs.split(",")
-    for name in names:
-        if name not in PRESETS:
-            parser.error(
-                f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}"
-            )
+    shapes = presets(names)
     torch.set_num_threads(args.threads)
     rows = {}
     for name in names:
@@ -194,7 +184,7 @@ def main() -> None:
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
         preprocess = open_clip.image_transform(32, is_train=False)
         split = load_split(data, preprocess, tokenizer)
-        theirs = open_clip_row(name, args, split.images, split.ids)
+        theirs = open_clip_row(name, shapes[name]["model"], args, split.images, split.ids)
         rows[name] = {"jester": jester, "open_clip": theirs}
         print(
             f"{name}: jester update {jester['update_examples_per_second']:.0f} ex/s "

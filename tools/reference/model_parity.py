@@ -45,12 +45,12 @@ import datetime
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from parity_model import TwoTower, check_resize_matrices, layer_norm, normalise
 
@@ -184,27 +184,10 @@ def clone_model(model, dtype=torch.float64):
     return copy
 
 
-# ----------------------------------------------------------------------------------------------
-# safetensors, by hand: u64 LE header length, JSON header, raw little-endian data
-
-DTYPES = {torch.float32: ("F32", "<f4"), torch.float64: ("F64", "<f8"),
-          torch.int64: ("I64", "<i8")}
-
-
 def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        code, np_dtype = DTYPES[t.dtype]
-        data = t.numpy().astype(np_dtype).tobytes()
-        header[name] = {"dtype": code, "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    """`tensors` (f32, f64, i64) and string `metadata` as a safetensors file (the `safetensors`
+    package, pinned in scripts/build-python)."""
+    save_file({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, str(path), metadata)
 
 
 def max_abs(a, b):

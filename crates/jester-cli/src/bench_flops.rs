@@ -29,6 +29,8 @@ pub struct FlopsBench {
 #[derive(Serialize)]
 struct PresetRow {
     config: String,
+    /// The resolved model (towers' shapes), so tools build the same model elsewhere.
+    model: jester::model::ModelConfig,
     batch: usize,
     super_batch: usize,
     image_tokens: usize,
@@ -73,6 +75,7 @@ pub fn run(args: FlopsBench) -> Result<()> {
         let (flexi_total, flexi_parts) = total(TrainMethod::FlexiJest);
         rows.push(PresetRow {
             config: name.clone(),
+            model: m.clone(),
             batch: base.batch,
             super_batch: flexi.super_batch(),
             image_tokens: tokens(patch),

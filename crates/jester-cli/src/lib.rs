@@ -88,6 +88,9 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>, processes: Option
         }
     };
     let rank = processes.as_ref().map(|p| p.collective.rank());
+    if let Some(rank) = rank {
+        say_when_stopped(rank);
+    }
     let result = match (cli.command, processes) {
         (Command::Train(args), processes) => train::run(args, processes),
         (Command::Embed(args), processes) => train::embed(args, processes),
@@ -117,6 +120,27 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>, processes: Option
             1
         }
     }
+}
+
+/// Under torchrun, a rank that another rank's failure brings down is stopped by its agent with
+/// SIGTERM, before any collective can tell it why: it says so in one line, then ends as SIGTERM
+/// would have ended it.
+fn say_when_stopped(rank: usize) {
+    use signal_hook::consts::SIGTERM;
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let line = format!(
+                "error (rank {rank}): stopped by SIGTERM: torchrun stops every rank when one fails \
+                 or is killed; the rank that failed first said why above (a rank killed by SIGKILL \
+                 or the out-of-memory killer cannot)\n"
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            let _ = signal_hook::low_level::emulate_default_handler(signal);
+        }
+    });
 }
 
 /// `err` and its causes joined by ": ", each cause once: library errors that print their cause in

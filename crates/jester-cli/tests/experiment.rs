@@ -182,3 +182,94 @@ method = "flexi-jest"
     }
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn an_equal_compute_experiment_gives_every_run_the_same_flops_within_one_step() {
+    let root = std::env::temp_dir().join(format!("jester-experiment-fl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let bench = root.join("bench");
+    let (ok, _, err) = jester(&[
+        "data",
+        "synth",
+        "--preset",
+        "tiny",
+        "--out",
+        bench.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let recipe = root.join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            r#"
+name = "tiny-compute"
+benchmark = "{}"
+config = "tiny"
+set = ["batch=16", "steps=6", "chunks=4", "log_every=4", "model.image.width=32",
+       "model.image.mlp_dim=64", "model.text.width=32", "model.text.mlp_dim=64",
+       "model.embed_dim=32", "data.tokenizer_vocab=300", "data.loader.shuffle_buffer=256"]
+metric = "retrieval_r1"
+budget = "compute"
+evals = 3
+
+[reference]
+curated = "strong"
+set = ["steps=4"]
+
+[[runs]]
+name = "uniform"
+method = "uniform"
+
+[[runs]]
+name = "jest"
+method = "jest"
+
+[[runs]]
+name = "flexi-jest"
+method = "flexi-jest"
+"#,
+            bench.display()
+        ),
+    )
+    .unwrap();
+    let out = root.join("out");
+    let (ok, table, err) = jester(&[
+        "experiment",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let summary = read(&out.join("summary.json"));
+    assert_eq!(summary["budget"], "compute");
+    let runs = summary["runs"].as_array().unwrap();
+    let spent = |run: &Value| {
+        let s = read(&Path::new(run["dir"].as_str().unwrap()).join("summary.json"));
+        let steps = s["steps"].as_f64().unwrap();
+        let total = s["flops_train"].as_f64().unwrap() + s["flops_score"].as_f64().unwrap();
+        (steps, total, total / steps)
+    };
+    let (jest_steps, budget, _) = spent(&runs[1]);
+    assert_eq!(
+        jest_steps, 6.0,
+        "JEST, the costliest per iteration, keeps the recipe's steps"
+    );
+    for run in runs {
+        let (steps, total, per_step) = spent(run);
+        assert!(
+            total >= budget * (1.0 - 1e-9) && total < budget + per_step,
+            "{}: {steps} steps spent {total} of {budget}",
+            run["name"]
+        );
+        assert_eq!(run["compute"]["budget_flops"].as_f64().unwrap(), budget);
+    }
+    assert!(spent(&runs[0]).0 > spent(&runs[2]).0 && spent(&runs[2]).0 > jest_steps);
+    // Uniform is 1× in every ratio of the equal-compute table.
+    assert_eq!(runs[0]["compute"]["uniform_flops_ratio"], 1.0);
+    assert_eq!(runs[0]["flop_speedup"], 1.0);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## At equal compute"), "{report}");
+    assert!(table.contains("At equal compute"), "{table}");
+    std::fs::remove_dir_all(root).unwrap();
+}

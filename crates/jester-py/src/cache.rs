@@ -138,6 +138,13 @@ impl ReferenceCache {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// The keys of `keys` the cache does not hold, in order (none: every key is there). Looks
+    /// nothing up: a check before training, for any number of keys.
+    fn missing(&self, keys: Vec<String>) -> Vec<String> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        keys.into_iter().filter(|k| !cache.contains(k)).collect()
+    }
+
     #[getter]
     fn dim(&self) -> usize {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).dim()

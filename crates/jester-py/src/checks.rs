@@ -54,6 +54,17 @@ pub(crate) fn positive_finite(name: &str, value: f64) -> PyResult<()> {
     Ok(())
 }
 
+/// A float that must be finite and ≥ 0 (the selection gain: 0 is uniform sampling without
+/// replacement, as in the CLI and configs).
+pub(crate) fn non_negative_finite(name: &str, value: f64) -> PyResult<()> {
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "{name} = {value}: must be finite and ≥ 0 (0 samples uniformly without replacement)"
+        )));
+    }
+    Ok(())
+}
+
 /// A Python int that must not be negative (a negative one is a `ValueError` naming it, not an
 /// overflow).
 pub(crate) fn non_negative(name: &str, value: i64) -> PyResult<usize> {
@@ -105,19 +116,5 @@ pub(crate) fn pair(image: &Tensor, text: &Tensor) -> PyResult<()> {
 }
 
 pub(crate) fn parse_device(device: &str) -> PyResult<Device> {
-    let parsed = match device {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => Some(0),
-        other => other.strip_prefix("cuda:").and_then(|i| i.parse().ok()),
-    };
-    let index = parsed.ok_or_else(|| {
-        PyValueError::new_err(format!("device = {device:?}: expected cpu, cuda or cuda:N"))
-    })?;
-    let count = tch::Cuda::device_count() as usize;
-    if index >= count {
-        return Err(PyValueError::new_err(format!(
-            "device = {device:?}: this machine has {count} CUDA device(s)"
-        )));
-    }
-    Ok(Device::Cuda(index))
+    jester::parse_device(device).map_err(|why| PyValueError::new_err(format!("device = {why}")))
 }

@@ -38,7 +38,10 @@ impl TorchGroup {
         })
         .map_err(|e| jester::Error::Distributed {
             rank: self.rank,
-            what: format!("torch.distributed ({name}) failed: {e}"),
+            what: format!(
+                "torch.distributed ({name}) failed, as it does when another rank has stopped \
+                 (its own error, if any, is printed by that rank): {e}"
+            ),
         })
     }
 }

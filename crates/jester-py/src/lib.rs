@@ -20,6 +20,7 @@ fn _jester(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli::cli, m)?)?;
     m.add_function(wrap_pyfunction!(losses::sigmoid_loss, m)?)?;
     m.add_function(wrap_pyfunction!(losses::softmax_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(losses::distill_loss, m)?)?;
     m.add_function(wrap_pyfunction!(losses::scores, m)?)?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
-use jester::loss::LossKind;
+use jester::loss::{distill_loss as distill_loss_fn, LossKind};
 use jester::loss::{
     sigmoid_batch_loss, sigmoid_per_example, softmax_batch_loss, softmax_per_example,
 };
@@ -27,6 +27,50 @@ pub(crate) fn sigmoid_loss(
     pair(&image, &text)?;
     let (t, b) = (scalar("t", t, &image)?, scalar("b", b, &image)?);
     Ok(PyTensor(sigmoid_batch_loss(&image, &text, &t, &b)))
+}
+
+/// Distillation of a learner's pairwise logits towards a reference's on the same batch (ACED;
+/// the repo's docs/ALGORITHM.md §9): `loss="sigmoid"` a binary KL per pair (with each model's t and
+/// b), `"softmax"` the KL of both directions' softmaxes (each model's t; biases unused).
+/// Differentiable in the learner's image, text, t and b; the reference is a constant.
+#[pyfunction]
+#[pyo3(signature = (image, text, t, b, reference, *, loss = "sigmoid"))]
+pub(crate) fn distill_loss(
+    image: PyTensor,
+    text: PyTensor,
+    t: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+    reference: &Embeddings,
+    loss: &str,
+) -> PyResult<PyTensor> {
+    pair(&image, &text)?;
+    let loss: LossKind = parse("loss", loss)?;
+    let (t, b) = (scalar("t", t, &image)?, scalar("b", b, &image)?);
+    let r = reference.get();
+    if r.image().size() != image.size() || r.device() != image.device() {
+        return Err(PyValueError::new_err(format!(
+            "reference: {:?} on {:?}; expected the learner's {:?} on {:?} (row i the same example)",
+            r.image().size(),
+            r.device(),
+            image.size(),
+            image.device()
+        )));
+    }
+    let (ri, rt) = (
+        r.image().to_kind(image.kind()),
+        r.text().to_kind(image.kind()),
+    );
+    Ok(PyTensor(distill_loss_fn(
+        loss,
+        &image,
+        &text,
+        &t,
+        &b,
+        &ri,
+        &rt,
+        r.temperature(),
+        r.bias(),
+    )))
 }
 
 /// The CLIP (softmax) batch loss: the mean of the image→text and text→image cross-entropies.

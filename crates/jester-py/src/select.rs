@@ -9,8 +9,15 @@ use jester::select::{
     batch_score, select_grouped, uniform_batch_score, Method, ScoreKind, SelectConfig,
 };
 
-use crate::checks::{library_error, non_negative, parse, positive_finite};
+use crate::checks::{library_error, non_negative, non_negative_finite, parse};
 use crate::embeddings::Embeddings;
+
+/// Any u64 seed, as `jester train`'s per-step seeds are; anything else is a `ValueError` naming it.
+fn seed_u64(seed: &Bound<'_, PyAny>) -> PyResult<u64> {
+    seed.extract().map_err(|_| {
+        PyValueError::new_err(format!("seed = {seed}: must be an integer in [0, 2**64)"))
+    })
+}
 
 /// Selects `batch_size` of the B examples (see the package docs). Returns (indices on the
 /// embeddings' device, in selection order; summary dict).
@@ -29,18 +36,17 @@ pub(crate) fn select<'py>(
     loss: &str,
     chunks: i64,
     gain: f64,
-    seed: i64,
+    #[pyo3(from_py_with = seed_u64)] seed: u64,
     summary: bool,
     groups: i64,
 ) -> PyResult<(PyTensor, Bound<'py, PyDict>)> {
     let batch_size = non_negative("batch_size", batch_size)?;
     let chunks = non_negative("chunks", chunks)?;
-    let seed = non_negative("seed", seed)? as u64;
     let groups = non_negative("groups", groups)?;
     let method: Method = parse("method", method)?;
     let score: ScoreKind = parse("score", score)?;
     let loss: LossKind = parse("loss", loss)?;
-    positive_finite("gain", gain)?;
+    non_negative_finite("gain", gain)?;
     let learner = learner.get();
     let reference = reference.map(Embeddings::get);
     let big = learner.len();

@@ -1,28 +1,19 @@
-"""Shared helpers for the `jester` Python package tests: seeded embeddings, a hand-written
-safetensors writer (the `safetensors` package is not a dependency), the `jester` CLI runner and
-small process-memory and device probes."""
+"""Shared helpers for the `jester` Python package tests: seeded embeddings, safetensors files,
+the `jester` CLI runner and small process-memory and device probes."""
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 REPO = Path(__file__).resolve().parents[3]
 # The debug CLI built by `cargo build`; JESTER_CLI points the tests at another build.
 CLI = Path(os.environ.get("JESTER_CLI", REPO / "target" / "debug" / "jester"))
-
-_SAFETENSORS_DTYPES = {
-    torch.float32: "F32",
-    torch.float64: "F64",
-    torch.float16: "F16",
-    torch.int64: "I64",
-}
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -47,28 +38,9 @@ def random_pair(
 def write_safetensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> Path:
-    """Writes `tensors` in the safetensors format: an 8-byte little-endian header length, a JSON
-    header {name: {dtype, shape, data_offsets}} (plus `__metadata__`), then the raw bytes."""
-    header: dict = {}
-    if metadata is not None:
-        header["__metadata__"] = metadata
-    blobs, offset = [], 0
-    for name, tensor in tensors.items():
-        data = tensor.detach().cpu().contiguous().numpy().tobytes()
-        header[name] = {
-            "dtype": _SAFETENSORS_DTYPES[tensor.dtype],
-            "shape": list(tensor.shape),
-            "data_offsets": [offset, offset + len(data)],
-        }
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for data in blobs:
-            f.write(data)
+    """Writes `tensors` (and string `metadata`) as a safetensors file, with the `safetensors`
+    package (pinned in scripts/build-python)."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata)
     return path
 
 

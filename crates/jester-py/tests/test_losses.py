@@ -139,3 +139,59 @@ def test_scores_are_differentiable_in_the_learner():
     )
     (expected,) = torch.autograd.grad((expected_scores * weights).sum(), [li])
     torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-5)
+
+
+def plain_distill(zi, zt, t, b, ri, rt, rt_, rb, loss):
+    """Distillation written with torch's own KL: ACED's softmax KD over both directions, and the
+    per-pair binary KL of the sigmoid loss's probabilities (docs/ALGORITHM.md §9)."""
+    learner, reference = t * zi @ zt.T, rt_ * ri @ rt.T
+    if loss == "softmax":
+        rows = F.kl_div(
+            F.log_softmax(learner, 1), F.log_softmax(reference, 1), reduction="batchmean",
+            log_target=True,
+        )  # fmt: skip
+        cols = F.kl_div(
+            F.log_softmax(learner.T, 1), F.log_softmax(reference.T, 1), reduction="batchmean",
+            log_target=True,
+        )  # fmt: skip
+        return (rows + cols) / 2
+    p = torch.sigmoid(reference + rb)
+    q = torch.sigmoid(learner + b)
+    kl = p * (p.log() - q.log()) + (1 - p) * ((1 - p).log() - (1 - q).log())
+    return kl.sum() / len(zi)
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "softmax"])
+def test_distill_loss_is_plain_pytorch_in_value_and_gradient(loss):
+    zi, zt = random_pair(11, N, D, dtype=torch.float64)
+    ri, rt = random_pair(12, N, D, dtype=torch.float64)
+    reference = jester.Embeddings(ri, rt, 8.0, -4.0)
+    inputs = [x.clone().requires_grad_(True) for x in (zi, zt)]
+    t = torch.tensor(6.0, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(-3.0, dtype=torch.float64, requires_grad=True)
+    ours = jester.distill_loss(*inputs, t, b, reference, loss=loss)
+    ours.backward()
+
+    def grads(xs):
+        # A softmax ignores the bias: no gradient reaches it (None), which counts as zero.
+        return [torch.zeros_like(x) if x.grad is None else x.grad.clone() for x in xs]
+
+    mine = grads([*inputs, t, b])
+    plain = [x.detach().clone().requires_grad_(True) for x in (zi, zt, t, b)]
+    expected = plain_distill(*plain, ri, rt, 8.0, -4.0, loss)
+    expected.backward()
+    torch.testing.assert_close(ours.detach(), expected.detach(), rtol=1e-5, atol=1e-8)
+    for got, want in zip(mine, grads(plain)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+    # A learner equal to its reference has nothing to learn.
+    same = jester.distill_loss(ri, rt, torch.tensor(8.0), torch.tensor(-4.0), reference, loss=loss)
+    assert abs(float(same)) < 1e-6
+
+
+def test_distill_loss_refuses_a_reference_of_other_rows():
+    zi, zt = random_pair(11, N, D)
+    ri, rt = random_pair(12, N - 1, D)
+    with pytest.raises(ValueError, match=r"^reference: "):
+        jester.distill_loss(zi, zt, 6.0, -3.0, jester.Embeddings(ri, rt, 8.0, -4.0))
+    with pytest.raises(ValueError, match=r"^loss"):
+        jester.distill_loss(zi, zt, 6.0, -3.0, jester.Embeddings(zi, zt, 8.0, -4.0), loss="l2")

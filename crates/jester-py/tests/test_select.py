@@ -5,7 +5,6 @@ gain takes the top-b scores; groups take equal quotas), and that it runs with th
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import torch
@@ -120,46 +119,62 @@ def test_strided_input_selects_like_contiguous(models):
 
 
 def test_select_releases_the_gil():
-    """A Python thread keeps counting while `select` runs: with the GIL held it would stand still
-    for the whole call (it gets at most one switch interval, 5 ms, at the end)."""
-    li, lt = random_pair(5, 10_000, 128)
-    learner = jester.Embeddings(li, lt, 10.0, -5.0)
-    count = [0]
-    stop = threading.Event()
-
-    def spin():
-        n = 0
-        while not stop.is_set():
-            n += 1
-            count[0] = n
-
+    """While `select` runs on another thread, this thread keeps running Python: with the GIL held
+    it could not run a single line until `select` returned. Judged by progress, not by time: the
+    work doubles until this thread has counted enough during one call (however fast the machine),
+    and a held GIL would leave the count at zero at any size."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # leave the other core to the counting thread
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    torch.set_num_threads(1)  # leave the other core to this thread
     try:
-        c0, t0 = count[0], time.perf_counter()
-        time.sleep(0.2)  # sleeping releases the GIL: the counter's rate alone
-        baseline = (count[0] - c0) / (time.perf_counter() - t0)
-        c0, t0 = count[0], time.perf_counter()
-        jester.select(learner, None, 2000, score="hard_learner", chunks=16, summary=False)
-        elapsed = time.perf_counter() - t0
-        during = (count[0] - c0) / elapsed
+        counted, n = 0, 4_000
+        while counted < 1_000 and n <= 128_000:
+            li, lt = random_pair(5, n, 64)
+            learner = jester.Embeddings(li, lt, 10.0, -5.0)
+            worker = threading.Thread(
+                target=jester.select,
+                args=(learner, None, n // 5),
+                kwargs={"score": "hard_learner", "chunks": 16, "summary": False},
+            )
+            counted = 0
+            worker.start()
+            while worker.is_alive():
+                counted += 1
+            worker.join()
+            n *= 2
     finally:
-        stop.set()
-        spinner.join()
         torch.set_num_threads(threads)
-    assert baseline > 0
-    assert elapsed > 0.2, f"select took only {elapsed:.3f} s: too short to tell"
-    assert during > 0.1 * baseline, (
-        f"the other thread counted at {during:.0f}/s during select vs {baseline:.0f}/s alone"
-    )
+    assert counted >= 1_000, f"this thread ran {counted} loops while select ran (B up to {n // 2})"
 
 
 def test_uniform_selection_without_reference_and_summary(models):
     learner, _ = models
     indices, summary = jester.select(learner, None, BATCH, method="uniform", summary=False)
     assert len(set(indices.tolist())) == BATCH and summary["chunk_sizes"] == [BATCH]
+
+
+def test_gain_zero_samples_uniformly_without_replacement_as_the_cli_does(models):
+    """gain 0 multiplies every score by zero: all candidates weigh the same."""
+    learner, reference = models
+    a, _ = jester.select(learner, reference, BATCH, chunks=4, gain=0.0, seed=3)
+    assert len(set(a.tolist())) == BATCH
+    # Scores do not matter: another learner and reference pick the same rows.
+    flipped = jester.Embeddings(learner.text, learner.image, learner.t, learner.b)
+    b, _ = jester.select(flipped, learner, BATCH, chunks=4, gain=0.0, seed=3)
+    assert a.tolist() == b.tolist()
+    c, _ = jester.select(learner, reference, BATCH, chunks=4, gain=100.0, seed=3)
+    assert a.tolist() != c.tolist(), "with a gain the scores decide"
+    with pytest.raises(ValueError, match=r"^gain = -1"):
+        jester.select(learner, reference, BATCH, gain=-1.0)
+
+
+def test_any_u64_seed_is_taken_as_jester_train_takes_it(models):
+    learner, reference = models
+    a, _ = jester.select(learner, reference, BATCH, chunks=4, seed=2**64 - 1)
+    b, _ = jester.select(learner, reference, BATCH, chunks=4, seed=2**64 - 1)
+    assert a.tolist() == b.tolist()
+    for bad in (-1, 2**64):
+        with pytest.raises(ValueError, match=rf"^seed = {bad}: must be an integer"):
+            jester.select(learner, reference, BATCH, seed=bad)
 
 
 def test_uniform_selection_needs_no_reference(models):

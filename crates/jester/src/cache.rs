@@ -268,6 +268,11 @@ impl EmbeddingCache {
         Ok(())
     }
 
+    /// Whether the cache holds `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.rows.contains_key(key)
+    }
+
     /// The embeddings of `keys`, in order, on `device`. A missing key is an error that names it.
     pub fn lookup(&self, keys: &[String], device: Device) -> Result<PairEmbeddings> {
         let mut index = Vec::with_capacity(keys.len());

@@ -63,6 +63,19 @@ def sigmoid_loss(image: torch.Tensor, text: torch.Tensor, t: Scalar, b: Scalar) 
 def softmax_loss(image: torch.Tensor, text: torch.Tensor, t: Scalar) -> torch.Tensor:
     """CLIP batch loss (mean of the image→text and text→image cross-entropies); differentiable."""
 
+def distill_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    t: Scalar,
+    b: Scalar,
+    reference: Embeddings,
+    *,
+    loss: Loss = "sigmoid",
+) -> torch.Tensor:
+    """Distillation of the learner's pairwise logits towards the reference's on the same batch
+    (ACED; docs/ALGORITHM.md §9): per-pair binary KL with each model's t and b (sigmoid) or the KL
+    of both directions' softmaxes (softmax); differentiable in image, text, t and b."""
+
 def scores(
     learner: Embeddings,
     reference: Embeddings | None,
@@ -94,6 +107,8 @@ class ReferenceCache:
 
     def __init__(self, path: str) -> None: ...
     def lookup(self, keys: Sequence[str], device: str = "cpu") -> Embeddings: ...
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        """The keys the cache does not hold, in order (empty when all are there)."""
     def __len__(self) -> int: ...
     @property
     def dim(self) -> int: ...

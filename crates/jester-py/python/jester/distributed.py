@@ -26,10 +26,19 @@ def _gather(x: torch.Tensor, group) -> torch.Tensor:
     return out
 
 
-def _gathered(e: Embeddings | None, group) -> Embeddings | None:
+def collective_device(group, like: torch.device) -> torch.device:
+    """Where the group's collectives can move tensors: NCCL moves only CUDA tensors (this rank's
+    current GPU), gloo moves the tensors where they are."""
+    if dist.get_backend(group) == dist.Backend.NCCL:
+        return torch.device("cuda", torch.cuda.current_device())
+    return like
+
+
+def _gathered(e: Embeddings | None, group, device: torch.device) -> Embeddings | None:
     if e is None:
         return None
-    return Embeddings(_gather(e.image, group), _gather(e.text, group), e.t, e.b)
+    image, text = e.image.to(device), e.text.to(device)
+    return Embeddings(_gather(image, group), _gather(text, group), e.t, e.b)
 
 
 def select(
@@ -62,7 +71,11 @@ def select(
     world = dist.get_world_size(group)
     rank = dist.get_rank(group)
     local = len(learner)
-    sizes = _gather(torch.tensor([local], device=learner.image.device), group)
+    # CPU embeddings (e.g. ReferenceCache.lookup's default) under NCCL go to this rank's GPU for
+    # the gathers; the selected rows come back on the learner's own device.
+    home = learner.image.device
+    device = collective_device(group, home)
+    sizes = _gather(torch.tensor([local], device=device), group)
     if not bool((sizes == local).all()):
         raise ValueError(
             f"learner: ranks hold {sizes.tolist()} candidates; every rank must hold the same number"
@@ -70,8 +83,8 @@ def select(
     if batch_size % world != 0:
         raise ValueError(f"batch_size = {batch_size}: must be a multiple of the world size {world}")
     indices, summary = _jester.select(
-        _gathered(learner, group),
-        _gathered(reference, group),
+        _gathered(learner, group, device),
+        _gathered(reference, group, device),
         batch_size,
         method=method,
         score=score,
@@ -82,6 +95,7 @@ def select(
         summary=summary,
         groups=world,
     )
+    indices = indices.to(home)
     low = rank * local
     mine = indices[(indices >= low) & (indices < low + local)] - low
     summary["global_indices"] = indices

@@ -13,7 +13,7 @@
 //!   trains (a softmax target would ignore the bias and the absolute scale of each pair).
 //!
 //! Both are written with stable log-sigmoids / log-softmaxes; the reference side is a constant.
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::LossKind;
 
@@ -33,14 +33,15 @@ pub fn distill_loss(
     ref_b: f64,
 ) -> Tensor {
     let n = image.size()[0] as f64;
+    let dtype = image.kind();
     let learner = image.matmul(&text.tr()) * t;
     let reference = ref_image.matmul(&ref_text.tr()).detach() * ref_t;
     match kind {
         LossKind::Softmax => {
             let kl = |dim: i64| {
-                let target = reference.log_softmax(dim, Kind::Float);
-                let own = learner.log_softmax(dim, Kind::Float);
-                (target.exp() * (&target - own)).sum(Kind::Float) / n
+                let target = reference.log_softmax(dim, dtype);
+                let own = learner.log_softmax(dim, dtype);
+                (target.exp() * (&target - own)).sum(dtype) / n
             };
             (kl(1) + kl(0)) * 0.5
         }
@@ -52,7 +53,7 @@ pub fn distill_loss(
             let p = y.sigmoid();
             let positive = x.neg().softplus() - y.neg().softplus();
             let negative = x.softplus() - y.softplus();
-            (&p * positive + (p.neg() + 1.0) * negative).sum(Kind::Float) / n
+            (&p * positive + (p.neg() + 1.0) * negative).sum(dtype) / n
         }
     }
 }
@@ -67,7 +68,7 @@ pub fn distill_flops(batch: usize, dim: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     fn unit(n: i64, d: i64, seed: i64) -> Tensor {
         tch::manual_seed(seed);
