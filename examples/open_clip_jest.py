@@ -1,25 +1,32 @@
 #!/usr/bin/env python3
-"""JEST data selection in an open_clip training loop, end to end, on jester's synthetic shards.
+"""open_clip + JEST against plain open_clip, on jester's synthetic shards: the commands a user runs.
 
-What runs, all from random initialisation and offline (no weights or data are downloaded):
+Nothing here trains by itself; every step is one of the commands of the README's "JEST in open_clip":
 
-1. A tiny ViT + text transformer is registered with open_clip (SigLIP-style: sigmoid loss,
-   t = 10, b = -10 at init) and trained as the *reference* on `curated-strong/` (uniform batches).
-2. The reference embeds the whole raw `pool/`; the rows are cached by sample key with
-   `jester.ReferenceCacheWriter`, in the format `jester train --reference` reads.
-3. Two learners start from one initialisation and see one stream of super-batches of B = 5b pool
-   samples: *uniform* trains on the first b of each (a uniform draw: the stream is shuffled),
-   *JEST* embeds all B with the learner (no grad), looks the reference's rows up by key and trains
-   on the b that `jester.select` picks (joint learnability, chunked).
-4. Held-out retrieval on `eval/`, computed as `jester eval` does (crates/jester/src/eval/rank.rs):
-   pessimistic ties, and examples whose captions tokenise identically answer for each other.
+1. `jester data synth` (the headline benchmark: a 20,000-sample noisy pool, a clean curated set, a
+   clean held-out set; `--smoke`: the tiny preset) and the held-out set as a CSV with one row per
+   distinct tokenised caption (open_clip's retrieval counts only the diagonal as right);
+2. the reference: plain `open_clip_train.main` on `curated-strong/`;
+3. its cache of the pool: `python -m jester.open_clip.embed --pretrained REF/checkpoints/epoch_N.pt`;
+4. per seed, on the pool with the same tiny model: plain open_clip for S steps (`uniform`), plain
+   open_clip for the FLOPs JEST spends in S steps (`uniform_flops`: S·(1 + B/3b) steps), and
+   `python -m jester.open_clip` (`jest`, f = FILTER) for S steps; open_clip evaluates held-out
+   retrieval (`--val-data`) every epoch;
+5. a summary (`summary.json`, `summary.md`): R@1 (each direction) at the end, at a third, two thirds
+   and all of S steps and at the matching FLOPs; each step's time split into waiting on the loader,
+   scoring, selection and open_clip's own work (jester's per-step means and open_clip's `Data (t)`
+   and `Batch (t)`); every run's duration.
 
-    python examples/open_clip_jest.py --data DIR [--steps N] [--smoke] [--out results.json]
+    python examples/open_clip_jest.py --out DIR [--seeds 0 1 2] [--steps 450] [--runs uniform jest]
+    python examples/open_clip_jest.py --out DIR --report-only     # the summary of finished runs
 
-DIR is a `jester data synth` folder (pool/, curated-strong/, eval/); without --data one is made
-with `jester data synth --preset tiny` (the CLI from target/debug, or $JESTER_CLI). Requirements:
-examples/requirements.txt, in the venv `scripts/with-torch` makes, with the `jester` package
-installed (`make python`).
+A run is finished when open_clip has written its last epoch's checkpoint; otherwise the next call
+restarts it with `--resume latest` (open_clip keeps the newest epoch checkpoint), so an interrupted
+script picks up where it stopped. The model is examples/open_clip/jester-tiny.json (jester's `tiny`
+sizes in open_clip: a 2-layer ViT, width 64, patch 4 on 32 px images, mean-pooled; a 2-layer text
+transformer, width 64, over open_clip's own BPE; D = 64), from random initialisation: nothing is
+downloaded. Requirements: examples/requirements.txt and the `jester` package (`make python`) in the
+venv of scripts/with-torch; the `jester` CLI (target/debug/jester, or $JESTER_CLI) makes the data.
 """
 
 from __future__ import annotations
@@ -27,417 +34,435 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
+import statistics
+import subprocess
 import sys
-import tempfile
-import time
+from datetime import datetime
+from fractions import Fraction
 from pathlib import Path
 
-import jester
-import open_clip
-import torch
-from open_clip.loss import SigLipLoss
-from open_clip.tokenizer import default_bpe
-from retrieval import caption_groups, recall
-from synth_shards import Split, generate_data, image_size_of, load_split
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "open_clip" / "jester-tiny.json"
+PLAIN = HERE / "open_clip" / "plain_open_clip.py"
+MODEL = "jester-tiny"
+sys.path.insert(0, str(HERE / "open_clip"))
+from shards_to_csv import shards_to_csv
 
-MODEL_NAME = "jester-tiny-vit-p8"  # no "siglip" in the name: open_clip would fetch a HF tokenizer
-CONTEXT = 32
-EMBED_DIM = 64
-FILTER = 5  # B = 5·b: JEST's filtering ratio f = 0.8
-
-
-def model_config(image_size: int) -> dict:
-    """A tiny open_clip CLIP: ViT (patch 8) and a text transformer over open_clip's own BPE."""
-    return {
-        "embed_dim": EMBED_DIM,
-        "init_logit_scale": math.log(10.0),  # SigLIP's init: t = 10 ...
-        "init_logit_bias": -10.0,  # ... and b = -10
-        "vision_cfg": {
-            "image_size": image_size,
-            "patch_size": 8,
-            "width": 96,
-            "layers": 3,
-            "head_width": 32,
-            "mlp_ratio": 4.0,
-        },
-        "text_cfg": {
-            "context_length": CONTEXT,
-            "vocab_size": 49408,  # open_clip's SimpleTokenizer
-            "width": 64,
-            "heads": 2,
-            "layers": 2,
-        },
-    }
+FILTER = "0.8"  # JEST's f, as passed to --jest-filter-ratio; B and the FLOPs ratio follow from it
+RUNS = ("uniform", "uniform_flops", "jest")
+HEADLINE = ["--set", "benchmark.pool=20000", "--set", "benchmark.curated=4000",
+            "--set", "benchmark.eval=1000"]  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------
-# Data: WebDataset shards read with tarfile + PIL (synth_shards.py).
+def super_batch(b: int) -> int:
+    """B = ceil(b / (1 - f)), as `python -m jester.open_clip` computes it (f exactly as typed)."""
+    f = Fraction(FILTER)
+    return math.ceil(b / (1 - f))
 
 
-# ---------------------------------------------------------------------------------------------
-# Training.
+def flops_ratio(b: int) -> Fraction:
+    """A JEST step's FLOPs over a plain one's: 3F·b trained + F·B scored, over 3F·b."""
+    return 1 + Fraction(super_batch(b), 3 * b)
 
 
-def create_model(seed: int, device: torch.device) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return open_clip.create_model(MODEL_NAME, pretrained=None, device=device)
+def run(command: list[str], log: Path) -> None:
+    print("$", " ".join(command), flush=True)
+    with open(log, "a") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"exit {done.returncode}; see {log}:\n{log.read_text()[-3000:]}")
 
 
-class Trainer:
-    """AdamW with the paper's (and `jester train`'s) settings: peak lr 1e-3, β = (0.9, 0.95),
-    1 % linear warm-up then cosine decay to 0, decay on weight matrices only (torch's AdamW
-    multiplies it by the lr: 0.1 · 1e-3 = jester's 1e-4 per step), global-norm clip 1."""
-
-    def __init__(self, model: torch.nn.Module, steps: int, lr: float = 1e-3):
-        self.model, self.steps = model, steps
-        decay = [p for p in model.parameters() if p.ndim >= 2]
-        rest = [p for p in model.parameters() if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": 0.1},
-                {"params": rest, "weight_decay": 0.0},
-            ],
-            lr=lr,
-            betas=(0.9, 0.95),
-            eps=1e-8,
-        )
-        warmup = max(1, round(0.01 * steps))
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (
-                1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))
-            )
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        self.loss = SigLipLoss()
-        self.checked = False
-
-    def step(self, images: torch.Tensor, ids: torch.Tensor) -> float:
-        model = self.model
-        model.train()
-        # Normalised features, exp(logit_scale) and the bias.
-        image, text, scale, bias = model(images, ids)
-        loss = self.loss(image, text, scale, bias)
-        if not self.checked:
-            # open_clip's SigLIP loss is the loss jester scores with: check it once.
-            torch.testing.assert_close(
-                jester.sigmoid_loss(
-                    image.detach(), text.detach(), scale.detach(), bias.detach()
-                ),
-                loss.detach(),
-                rtol=1e-5,
-                atol=1e-5,
-            )
-            self.checked = True
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        self.optimizer.step()
-        self.scheduler.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))  # as open_clip's trainer does
-        return loss.item()
+def shard_pattern(folder: Path) -> str:
+    """open_clip's brace form of a folder's NNNNN.tar shards."""
+    names = sorted(p.stem for p in folder.glob("*.tar"))
+    return str(folder / f"{{{names[0]}..{names[-1]}}}.tar")
 
 
-@torch.no_grad()
-def embed(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    ids: torch.Tensor,
-    device,
-    block: int = 512,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """L2-normalised image and text embeddings `[n, D]`, in blocks of rows."""
-    model.eval()
-    image, text = [], []
-    for start in range(0, len(images), block):
-        image.append(
-            model.encode_image(images[start : start + block].to(device), normalize=True)
-        )
-        text.append(
-            model.encode_text(ids[start : start + block].to(device), normalize=True)
-        )
-    return torch.cat(image), torch.cat(text)
+def make_data(args) -> Path:
+    """`jester data synth` (its summary.json is written last: its presence means it finished)."""
+    data = args.work / "data"
+    if not (data / "summary.json").exists():
+        if args.report_only:
+            raise SystemExit(f"--report-only: no finished data in {data}")
+        cli = os.environ.get("JESTER_CLI", str(HERE.parent / "target" / "debug" / "jester"))
+        preset = ["--preset", "tiny"] if args.smoke else HEADLINE
+        run([cli, "data", "synth", "--out", str(data), *preset], args.work / "logs" / "data.log")
+    return data
 
 
-def temperature_and_bias(model: torch.nn.Module) -> tuple[float, float]:
-    return model.logit_scale.exp().item(), model.logit_bias.item()
+def unique_caption_csv(data: Path, work: Path) -> Path:
+    """The held-out set as a CSV, keeping the first of rows whose tokenised captions are equal."""
+    import open_clip
+
+    open_clip.add_model_config(CONFIG)
+    tokenizer = open_clip.get_tokenizer(MODEL)
+    path = shards_to_csv(sorted((data / "eval").glob("*.tar")), work / "eval-csv")
+    lines = path.read_text().splitlines()
+    seen, kept = set(), [lines[0]]
+    for line in lines[1:]:
+        ids = tuple(tokenizer([line.split("\t", 1)[1]])[0].tolist())
+        if ids not in seen:
+            seen.add(ids)
+            kept.append(line)
+    path.write_text("\n".join(kept) + "\n")
+    return path
 
 
-def epoch_stream(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """`count` indices into n samples: shuffled epochs, one after another."""
-    epochs = [
-        torch.randperm(n, generator=generator) for _ in range(math.ceil(count / n))
-    ]
-    return torch.cat(epochs)[:count]
+def epochs_of(args, steps: int) -> int:
+    return max(1, steps // args.epoch_steps)
 
 
-def train_reference(args, curated: Split, device) -> torch.nn.Module:
-    model = create_model(args.seed + 1, device)
-    trainer = Trainer(model, args.reference_steps)
-    order = epoch_stream(
-        len(curated),
-        args.reference_steps * args.batch,
-        torch.Generator().manual_seed(args.seed + 1),
-    ).view(args.reference_steps, args.batch)
-    for step, idx in enumerate(order):
-        loss = trainer.step(curated.images[idx].to(device), curated.ids[idx].to(device))
-        log(args, "reference", step, loss, model)
-    return model
+def train_flags(args, data: str, steps: int, seed: int, name: str) -> list[str]:
+    """open_clip_train flags: `steps` steps of b in epochs of `args.epoch_steps` steps; the newest
+    epoch checkpoint kept (the last one is the run's; the others let it resume)."""
+    return [
+        "--model", MODEL, "--train-data", data,
+        "--train-num-samples", str(args.epoch_steps * args.batch), "--batch-size", str(args.batch),
+        "--epochs", str(epochs_of(args, steps)), "--workers", "1", "--device", args.device,
+        "--precision", args.precision, "--siglip", "--lr", "1e-3", "--warmup", str(args.warmup),
+        "--seed", str(seed), "--save-frequency", "1", "--delete-previous-checkpoint",
+        "--log-every-n-steps", "10", "--logs", str(args.work / "runs"), "--name", name,
+    ]  # fmt: skip
 
 
-def train_learner(args, method: str, init: dict, pool: Split, cache, device) -> tuple:
-    """Trains from `init` on the pool's super-batch stream; uniform takes each super-batch's first
-    b, JEST the b that `jester.select` picks. Returns (model, selection statistics)."""
-    model = create_model(args.seed, device)
-    model.load_state_dict(init)
-    trainer = Trainer(model, args.steps)
-    b, big = args.batch, args.batch * FILTER
-    stream = epoch_stream(
-        len(pool), args.steps * big, torch.Generator().manual_seed(args.seed)
-    )
-    clean = torch.tensor([n == "clean" for n in pool.noise])
-    stats = {
-        "clean_trained": 0,
-        "clean_drawn": 0,
-        "score_selected": 0.0,
-        "score_uniform": 0.0,
-    }
-    for step, superbatch in enumerate(stream.view(args.steps, big)):
-        if method == "uniform":
-            idx = superbatch[:b]
-        else:
-            zi, zt = embed(model, pool.images[superbatch], pool.ids[superbatch], device)
-            learner = jester.Embeddings(zi, zt, *temperature_and_bias(model))
-            reference = cache.lookup(
-                [pool.keys[i] for i in superbatch.tolist()], str(device)
-            )
-            picked, summary = jester.select(
-                learner,
-                reference,
-                b,
-                chunks=args.chunks,
-                seed=args.seed * 1_000_003 + step,
-                summary=True,  # mean scores of the selected and of a uniform sub-batch
-            )
-            idx = superbatch[picked.cpu()]
-            stats["score_selected"] += summary["selected"] / args.steps
-            stats["score_uniform"] += summary["uniform"] / args.steps
-        stats["clean_trained"] += int(clean[idx].sum())
-        stats["clean_drawn"] += int(clean[superbatch].sum())
-        loss = trainer.step(pool.images[idx].to(device), pool.ids[idx].to(device))
-        log(args, method, step, loss, model)
-    selection = {
-        "clean_fraction_trained": stats["clean_trained"] / (args.steps * b),
-        "clean_fraction_drawn": stats["clean_drawn"] / (args.steps * big),
-    }
-    if method == "jest":
-        # Mean learnability per example of the selected sub-batch, and of a uniform one.
-        selection["mean_score_selected"] = stats["score_selected"]
-        selection["mean_score_uniform"] = stats["score_uniform"]
-    return model, selection
+def finished(run_dir: Path, epochs: int) -> bool:
+    return (run_dir / "checkpoints" / f"epoch_{epochs}.pt").exists()
 
 
-def log(args, name: str, step: int, loss: float, model) -> None:
-    last = step + 1 == (args.reference_steps if name == "reference" else args.steps)
-    if step % args.log_every == 0 or last:
-        t, b = temperature_and_bias(model)
-        print(
-            f"  {name:9s} step {step + 1:4d}  loss {loss:7.3f}  t {t:6.2f}  b {b:6.2f}",
-            flush=True,
-        )
+def train(args, command: list[str], name: str, steps: int) -> None:
+    """Runs open_clip (plain or with JEST) unless finished; a started run resumes from its newest
+    epoch checkpoint (or starts over if it has none), in the same run folder."""
+    run_dir = args.work / "runs" / name
+    if finished(run_dir, epochs_of(args, steps)):
+        return
+    if args.report_only:
+        raise SystemExit(f"--report-only: {run_dir} has not finished")
+    resume = ["--resume", "latest"] if (run_dir / "out.log").exists() else []
+    run([*command, *resume], args.work / "logs" / f"{name}.log")
 
 
-# ---------------------------------------------------------------------------------------------
-# Reference cache and evaluation.
-
-
-def write_reference_cache(model, pool: Split, work: Path, device) -> Path:
-    """The reference's embeddings of every pool sample, by key, with their provenance: the
-    shards, the weights file (hashed) and open_clip's BPE vocabulary (hashed)."""
-    weights = work / "reference.pt"
-    torch.save(model.state_dict(), weights)
-    path = work / "reference-pool.safetensors"
-    writer = jester.ReferenceCacheWriter(path)
-    for start in range(0, len(pool), 256):
-        rows = slice(start, start + 256)
-        zi, zt = embed(model, pool.images[rows], pool.ids[rows], device)
-        writer.append(pool.keys[rows], zi, zt)
-    t, b = temperature_and_bias(model)
-    return writer.finish(
-        t, b, shards=pool.shards, model=str(weights), tokenizer=default_bpe()
-    )
-
-
-def evaluate(model, split: Split, device) -> dict:
-    image, text = embed(model, split.images, split.ids, device)
-    groups = caption_groups(split.ids).to(image.device)
-    return {
-        "image_to_text": recall(image, text, groups),
-        "text_to_image": recall(text, image, groups),
-    }
-
-
-# ---------------------------------------------------------------------------------------------
+def names(seed: int) -> dict[str, str]:
+    return {"uniform": f"uniform-s{seed}", "uniform_flops": f"uniform-flops-s{seed}",
+            "jest": f"jest-s{seed}"}  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data", type=Path, help="a `jester data synth` folder (default: make one)"
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="work folder (data, runs, summary)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=450, help="S, JEST's steps (default 450)")
+    p.add_argument("--reference-steps", type=int, default=450)
+    p.add_argument("--batch", type=int, default=64, help="b (default 64; B = b / (1 - f))")
+    p.add_argument("--epoch-steps", type=int, default=50, help="steps between evaluations")
+    p.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS), help="which runs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", help="open_clip's --precision (amp on a GPU)")
+    p.add_argument("--smoke", action="store_true", help="tiny data and budget, for tests")
+    p.add_argument(
+        "--report-only", action="store_true", help="summarise finished runs; train nothing"
     )
-    parser.add_argument(
-        "--steps", type=int, help="learner steps (default 300; --smoke: 3)"
-    )
-    parser.add_argument(
-        "--reference-steps", type=int, help="reference steps (default: --steps)"
-    )
-    parser.add_argument(
-        "--batch", type=int, help="b, the trained batch (default 64; --smoke: 16)"
-    )
-    parser.add_argument(
-        "--chunks", type=int, default=16, help="JEST chunks (default 16)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument(
-        "--work", type=Path, help="where data and the cache go (default: a temp dir)"
-    )
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument(
-        "--smoke", action="store_true", help="a tiny budget: seconds, for tests"
-    )
-    parser.add_argument("--log-every", type=int, default=50)
-    args = parser.parse_args()
-    args.steps = args.steps or (3 if args.smoke else 300)
-    args.reference_steps = args.reference_steps or args.steps
-    args.batch = args.batch or (16 if args.smoke else 64)
-    args.chunks = min(args.chunks, args.batch)
-    if args.steps < 1 or args.reference_steps < 1 or args.batch < 1:
-        parser.error("--steps, --reference-steps and --batch must be positive")
-    device = torch.device(args.device)
-    started = time.perf_counter()
+    args = p.parse_args()
+    if args.smoke:
+        args.steps = args.reference_steps = args.epoch_steps = 3
+        args.batch, args.seeds = 16, args.seeds[:1]
+    args.warmup = max(1, args.steps // 30)
+    args.work = args.out.resolve()
+    for folder in ("runs", "logs"):
+        (args.work / folder).mkdir(parents=True, exist_ok=True)
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="open-clip-jest-"))
-    work.mkdir(parents=True, exist_ok=True)
-    data = args.data
-    if data is None:
-        data = work / "data"
-        if not (data / "pool").is_dir():
-            generate_data(data)
-    for split in ("pool", "curated-strong", "eval"):
-        if not (data / split).is_dir():
-            raise SystemExit(
-                f"{data} has no {split}/: expected a `jester data synth` folder"
-            )
+    data = make_data(args)
+    val = unique_caption_csv(data, args.work)
+    val_flags = ["--val-data", str(val), "--val-frequency", "1"]
+    plain = [sys.executable, str(PLAIN), str(CONFIG)]
 
-    image_size = image_size_of(data / "pool")
-    open_clip.factory._MODEL_CONFIGS[MODEL_NAME] = model_config(image_size)
-    # open_clip's SimpleTokenizer (its BPE file ships in the package), context 32.
-    tokenizer = open_clip.get_tokenizer(MODEL_NAME)
-    preprocess = open_clip.image_transform(image_size, is_train=False)
-    pool, curated, held_out = (
-        load_split(data / s, preprocess, tokenizer)
-        for s in ("pool", "curated-strong", "eval")
+    ref = train_flags(args, shard_pattern(data / "curated-strong"), args.reference_steps, 1000,
+                      "reference")  # fmt: skip
+    train(args, [*plain, *ref, *val_flags], "reference", args.reference_steps)
+    checkpoint = (
+        args.work / "runs" / "reference" / "checkpoints"
+        / f"epoch_{epochs_of(args, args.reference_steps)}.pt"
+    )  # fmt: skip
+    cache = args.work / "reference-pool.safetensors"
+    if not cache.exists():
+        if args.report_only:
+            raise SystemExit(f"--report-only: no {cache}")
+        partial = cache.with_suffix(".partial.safetensors")
+        run([sys.executable, "-m", "jester.open_clip.embed", "--model-config", str(CONFIG),
+             "--model", MODEL, "--pretrained", str(checkpoint), "--train-data",
+             shard_pattern(data / "pool"), "--out", str(partial), "--workers", "1",
+             "--device", args.device], args.work / "logs" / "embed.log")  # fmt: skip
+        partial.rename(cache)
+
+    pool = shard_pattern(data / "pool")
+    # Whole epochs (open_clip evaluates after each): S·(1 + B/3b) rounded to them.
+    equal_flops = max(1, round(args.steps * flops_ratio(args.batch) / args.epoch_steps))
+    equal_flops *= args.epoch_steps
+    steps = {"uniform": args.steps, "uniform_flops": equal_flops, "jest": args.steps}
+    jest = [sys.executable, "-m", "jester.open_clip", "--jest-model-config", str(CONFIG),
+            "--jest-reference", str(cache), "--jest-filter-ratio", FILTER]  # fmt: skip
+    for seed in args.seeds:
+        for kind in args.runs:
+            flags = train_flags(args, pool, steps[kind], seed, names(seed)[kind])
+            command = jest if kind == "jest" else plain
+            train(args, [*command, *flags, *val_flags], names(seed)[kind], steps[kind])
+    report(args, [summarise(args, seed, steps) for seed in args.seeds], steps)
+
+
+# -- reading the runs ------------------------------------------------------------------------
+
+
+def val_curve(run: Path) -> dict[int, dict]:
+    """open_clip's held-out metrics by epoch (checkpoints/results.jsonl; a resumed run appends
+    epochs again: the last record wins)."""
+    lines = (run / "checkpoints" / "results.jsonl").read_text().splitlines()
+    return {int(m["epoch"]): m for m in map(json.loads, lines)}
+
+
+def r1(metrics: dict) -> dict[str, float]:
+    """R@1 in %: image→text, text→image and their mean."""
+    i2t, t2i = 100 * metrics["image_to_text_R@1"], 100 * metrics["text_to_image_R@1"]
+    return {"i2t": i2t, "t2i": t2i, "mean": (i2t + t2i) / 2}
+
+
+LINE = re.compile(
+    r"^(\S+) \| INFO \| Train Epoch: (\d+) \[\s*(\d+)/\d+ \(\s*\d+%\)\] "
+    r"Data \(t\): ([0-9.]+) Batch \(t\): ([0-9.]+)"
+)
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d,\d\d:\d\d:\d\d) \|")
+START = re.compile(r"\| Running (with a single process|in distributed mode)")
+
+
+def open_clip_times(run: Path, batch: int) -> dict:
+    """open_clip's own `Data (t)` and `Batch (t)`: each log line holds the means over the steps
+    since the previous one, so weighted by those steps they give the mean over every step;
+    `steady` leaves out each epoch's first step (its own window: the loader's start)."""
+    windows: dict[tuple[int, int], tuple[float, float]] = {}
+    for line in (run / "out.log").read_text().splitlines():
+        m = LINE.match(line)
+        if m:
+            epoch, done = int(m[2]), int(m[3]) // batch
+            windows[(epoch, done)] = (float(m[4]), float(m[5]))  # a resumed epoch: last wins
+    out = {}
+    for part, keep in (("all", lambda prev: True), ("steady", lambda prev: prev > 0)):
+        data = batch_t = n = 0.0
+        prev_of = {}
+        for epoch, done in sorted(windows):
+            prev = prev_of.get(epoch, 0)
+            prev_of[epoch] = done
+            if keep(prev):
+                d, t = windows[(epoch, done)]
+                data, batch_t, n = (
+                    data + d * (done - prev),
+                    batch_t + t * (done - prev),
+                    n + done - prev,
+                )
+        out[part] = {"data": data / n, "batch": batch_t / n, "steps": int(n)} if n else None
+    return out
+
+
+def duration_seconds(run: Path) -> float:
+    """Wall time of the run's open_clip processes (start-up, training, evaluations), from its log's
+    time stamps; a resumed run's segments are summed."""
+    segments: list[list[datetime]] = []
+    for line in (run / "out.log").read_text().splitlines():
+        stamp = STAMP.match(line)
+        if not stamp:
+            continue
+        t = datetime.strptime(stamp[1], "%Y-%m-%d,%H:%M:%S")
+        if START.search(line) or not segments:
+            segments.append([t, t])
+        segments[-1][1] = t
+    return sum((end - start).total_seconds() for start, end in segments)
+
+
+def jest_times(run: Path, steps_per_epoch: int) -> dict | None:
+    """jester's split of a JEST step (jest.jsonl: each record the means over `steps_timed` steps),
+    over every step and in steady state (without each epoch's first step); None for a log that
+    predates per-step timing (it sampled single steps)."""
+    records = {r["step"]: r for r in map(json.loads, (run / "jest.jsonl").open())}
+    if not records or "steps_timed" not in next(iter(records.values())):
+        return None
+    phases = ("wait", "score", "select", "summary", "train")
+    out = {}
+    for part in ("all", "steady"):
+        kept = [r for r in records.values()
+                if part == "all" or r["step"] % steps_per_epoch != 0]  # fmt: skip
+        n = sum(r["steps_timed"] for r in kept)
+        out[part] = {p: sum(r[f"{p}_seconds"] * r["steps_timed"] for r in kept) / n for p in phases}
+        out[part]["step"] = sum(out[part][p] for p in phases)
+        out[part]["steps"] = n
+    return out
+
+
+def model_flops() -> int:
+    """F, one example's forward through the tiny model, counted as jester.open_clip counts it."""
+    import open_clip
+    import torch
+    from jester.open_clip.scoring import forward_flops
+
+    open_clip.add_model_config(CONFIG)
+    model = open_clip.create_model(MODEL, device="cpu")
+    size = model.visual.image_size
+    return forward_flops(
+        model, torch.zeros(1, 3, *size), torch.zeros(1, model.context_length, dtype=torch.long)
     )
-    big = args.batch * FILTER
-    if big > len(pool):
-        parser.error(f"B = 5·b = {big} exceeds the pool's {len(pool)} samples")
-    print(
-        f"data {data}: pool {len(pool)}, curated-strong {len(curated)}, eval {len(held_out)}; "
-        f"{image_size}px; work folder {work}",
-        flush=True,
-    )
-    print(
-        f"b = {args.batch}, B = {big}, chunks = {args.chunks}, steps = {args.steps} "
-        f"(reference {args.reference_steps}), seed {args.seed}, device {device}",
-        flush=True,
-    )
 
-    results: dict = {}
-    timings: dict = {}
 
-    t0 = time.perf_counter()
-    reference = train_reference(args, curated, device)
-    timings["reference"] = time.perf_counter() - t0
-    results["reference"] = evaluate(reference, held_out, device)
-    cache_path = write_reference_cache(reference, pool, work, device)
-    cache = jester.ReferenceCache(cache_path)
-    print(
-        f"reference cache: {cache_path} ({len(cache)} rows, D = {cache.dim})",
-        flush=True,
-    )
-    del reference
-
-    init = create_model(args.seed, device).state_dict()
-    selection = {}
-    for method in ("uniform", "jest"):
-        t0 = time.perf_counter()
-        model, selection[method] = train_learner(
-            args, method, init, pool, cache, device
-        )
-        timings[method] = time.perf_counter() - t0
-        results[method] = evaluate(model, held_out, device)
-
-    groups = caption_groups(held_out.ids)
-    report = {
-        "settings": {
-            "data": str(data),
-            "model": MODEL_NAME,
-            "model_config": model_config(image_size),
-            "steps": args.steps,
-            "reference_steps": args.reference_steps,
-            "batch": args.batch,
-            "super_batch": big,
-            "chunks": args.chunks,
-            "seed": args.seed,
-            "device": str(device),
-            "smoke": args.smoke,
-            "versions": {
-                "torch": torch.__version__,
-                "open_clip": open_clip.__version__,
-                "jester": jester.__version__,
-            },
-        },
-        "eval": {
-            "examples": len(held_out),
-            "duplicate_captions": int((torch.bincount(groups)[groups] > 1).sum()),
-        },
-        "reference_cache": str(cache_path),
-        "runs": {
-            name: {
-                **results[name],
-                "train_seconds": round(timings[name], 2),
-                **selection.get(name, {}),
-            }
-            for name in ("reference", "uniform", "jest")
-        },
-        "wall_seconds": round(time.perf_counter() - started, 2),
+def summarise(args, seed: int, steps: dict[str, int]) -> dict:
+    runs = args.work / "runs"
+    name = names(seed)
+    kinds = [k for k in RUNS if (runs / name[k] / "checkpoints" / "results.jsonl").exists()]
+    curves = {k: val_curve(runs / name[k]) for k in kinds}
+    out: dict = {
+        "seed": seed,
+        "r1": {k: r1(c[max(c)]) for k, c in curves.items()},
+        "curves": {k: {e: r1(m)["mean"] for e, m in sorted(c.items())} for k, c in curves.items()},
+        "durations_s": {k: duration_seconds(runs / name[k]) for k in kinds},
+        "open_clip_seconds": {k: open_clip_times(runs / name[k], args.batch) for k in kinds},
     }
+    # At a third, two thirds and all of S steps, and at the FLOPs of those JEST steps.
+    epochs = epochs_of(args, args.steps)
+    ratio = flops_ratio(args.batch)
+    points = []
+    for e in sorted({max(1, round(epochs * k / 3)) for k in (1, 2, 3)}):
+        point = {"steps": e * args.epoch_steps}
+        for kind in ("uniform", "jest"):
+            if kind in curves and e in curves[kind]:
+                point[kind] = r1(curves[kind][e])
+        matched = round(e * ratio)
+        if "uniform_flops" in curves and matched in curves["uniform_flops"]:
+            point["uniform_flops_steps"] = matched * args.epoch_steps
+            point["uniform_flops"] = r1(curves["uniform_flops"][matched])
+        points.append(point)
+    out["points"] = points
+    if "jest" in kinds:
+        run = runs / name["jest"]
+        log = [json.loads(line) for line in (run / "jest.jsonl").open()]
+        out["jest_seconds"] = jest_times(run, args.epoch_steps)
+        out["learnability"] = {
+            "selected": statistics.mean(r["learnability_selected"] for r in log),
+            "uniform": statistics.mean(r["learnability_uniform"] for r in log),
+        }
+        out["flops_step_logged"] = log[-1]["flops_step"]
+    return out
 
-    print(
-        f"\nheld-out retrieval on {len(held_out)} eval samples (R@1, pessimistic ties):"
-    )
-    print(f"  {'run':10s} {'image→text':>10s} {'text→image':>10s} {'train s':>8s}")
-    for name, run in report["runs"].items():
-        print(
-            f"  {name:10s} {run['image_to_text']['r1']:10.4f} {run['text_to_image']['r1']:10.4f} "
-            f"{run['train_seconds']:8.1f}"
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def report(args, results: list[dict], steps: dict[str, int]) -> None:
+    f = model_flops()
+    b, big = args.batch, super_batch(args.batch)
+    flops = {"uniform": 3 * f * b, "uniform_flops": 3 * f * b, "jest": 3 * f * b + f * big}
+    kinds = [k for k in RUNS if all(k in r["r1"] for r in results)]
+    label = {"uniform": "plain open_clip", "uniform_flops": "plain open_clip, JEST's FLOPs",
+             "jest": f"open_clip + JEST, f = {FILTER}"}  # fmt: skip
+
+    def cell(values: list[float]) -> str:
+        mean = statistics.mean(values)
+        return (
+            f"{mean:.1f} ({min(values):.1f}–{max(values):.1f})"
+            if len(values) > 1
+            else f"{mean:.1f}"
         )
-    for name in ("uniform", "jest"):
-        run = report["runs"][name]
-        print(
-            f"  {name}: clean fraction of trained samples {run['clean_fraction_trained']:.3f} "
-            f"(of drawn {run['clean_fraction_drawn']:.3f})"
+
+    def per_seed(r1s: dict) -> str:
+        return f"{r1s['mean']:.1f} ({r1s['i2t']:.1f} / {r1s['t2i']:.1f})"
+
+    seeds = [r["seed"] for r in results]
+    lines = [
+        (
+            f"Held-out R@1 %, mean of image→text and text→image (per seed: i→t / t→i); b = {b}, "
+            f"B = {big}, F = {f:,} FLOPs per example forward:"
+        ),
+        "",
+        "| run | steps | FLOPs | " + " | ".join(f"seed {s}" for s in seeds) + " | mean (range) |",
+        "|---|---|---|" + "---|" * len(seeds) + "---|",
+    ]
+    for k in kinds:
+        row = [label[k], f"{steps[k]:,}", f"{steps[k] * flops[k] / 1e12:.2f} T"]
+        row += [per_seed(r["r1"][k]) for r in results]
+        row.append(cell([r["r1"][k]["mean"] for r in results]))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Along the way (R@1 %, mean over seeds of the two directions' mean):",
+        "",
+        (
+            "| JEST steps | plain open_clip, same steps | open_clip + JEST | plain open_clip, same "
+            "FLOPs (its steps) |"
+        ),
+        "|---|---|---|---|",
+    ]
+
+    def value(at: list[dict], kind: str) -> str:
+        vals = [p[kind]["mean"] for p in at if kind in p]
+        return cell(vals) if len(vals) == len(at) else "—"
+
+    for i, point in enumerate(results[0]["points"]):
+        at = [r["points"][i] for r in results]
+        matched = point.get("uniform_flops_steps")
+        lines.append(
+            f"| {point['steps']} | {value(at, 'uniform')} | {value(at, 'jest')} | "
+            f"{value(at, 'uniform_flops')}{f' ({matched})' if matched else ''} |"
         )
-    print(f"wall time {report['wall_seconds']:.1f} s")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    lines += [
+        "",
+        (
+            "Step time, seconds (mean over seeds; jester's split: every step's time, window means "
+            "weighted by their steps; open_clip's `Data (t)` / `Batch (t)` likewise; steady: "
+            "without each epoch's first step):"
+        ),
+        "",
+    ]
+    for part in ("all", "steady"):
+        if "jest" in kinds and all(r["jest_seconds"] for r in results):
+            split = {p: statistics.mean(r["jest_seconds"][part][p] for r in results)
+                     for p in ("wait", "score", "select", "summary", "train", "step")}  # fmt: skip
+            lines.append(
+                f"- {part}: JEST step {split['step']:.3f} = wait {split['wait']:.3f} + score "
+                f"{split['score']:.3f} + select {split['select']:.3f} + summary "
+                f"{split['summary']:.3f} + open_clip's own {split['train']:.3f}"
+            )
+        for k in kinds:
+            t = [r["open_clip_seconds"][k][part] for r in results]
+            if all(t):
+                lines.append(
+                    f"- {part}: {label[k]}: open_clip's Data (t) "
+                    f"{statistics.mean(x['data'] for x in t):.3f}, Batch (t) "
+                    f"{statistics.mean(x['batch'] for x in t):.3f}"
+                )
+    if "jest" in kinds and "uniform" in kinds:
+        ratio = statistics.mean(
+            r["open_clip_seconds"]["jest"]["all"]["batch"]
+            / r["open_clip_seconds"]["uniform"]["all"]["batch"]
+            for r in results
+        )
+        lines.append(
+            f"- a JEST step took {ratio:.2f}× a plain step's Batch (t) for "
+            f"{float(flops_ratio(b)):.2f}× its FLOPs"
+        )
+    lines += ["", "Durations (open_clip's log, start-up and evaluations included), minutes:", ""]
+    for k in kinds:
+        minutes = [r["durations_s"][k] / 60 for r in results]
+        lines.append(f"- {label[k]}: " + ", ".join(f"{m:.1f}" for m in minutes))
+    summary = {
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "filter_ratio": FILTER,
+        "super_batch": big,
+        "flops_per_example_forward": f,
+        "flops_per_step": flops,
+        "steps": steps,
+        "seeds": results,
+    }
+    (args.work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.work / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {args.work / 'summary.json'} and summary.md")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

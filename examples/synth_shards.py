@@ -1,5 +1,5 @@
 """Reading `jester data synth` shards in plain Python (tarfile + PIL), and making them with the
-`jester` CLI: the data side of examples/open_clip_jest.py."""
+`jester` CLI (tools/bench/open_clip_speed.py reads its data with it)."""
 
 from __future__ import annotations
 
