@@ -160,6 +160,33 @@ def test_conflicting_flags_are_refused(tmp_path, args, expected):
     assert expected in run(tmp_path, "--jest-score", "hard-learner", *args)
 
 
+@pytest.mark.parametrize("w", ["-0.5", "inf", "nan"])
+def test_a_distillation_weight_below_0_or_not_finite_is_refused(tmp_path, w):
+    assert f"--jest-distill {float(w)}: must be finite and >= 0" in run(
+        tmp_path, "--jest-distill", w, "--jest-score", "hard-learner"
+    )
+
+
+def test_distillation_asks_for_a_reference_and_refuses_what_it_cannot_distil(tmp_path):
+    """KD needs the reference's embeddings of the trained rows, also with uniform sampling and
+    with a score that needs no reference; it refuses open_clip's accumulated loss, a second
+    teacher, and data without sample keys."""
+    for method in (["--jest-method", "uniform"], ["--jest-score", "hard-learner"]):
+        message = run(tmp_path, *method, "--jest-distill", "0.3")
+        assert "--jest-distill 0.3: distils from a reference: --jest-reference CACHE" in message
+    images = [f"r{i}.png" for i in range(40)]
+    csv = write_csv(tmp_path / "data.csv", images)
+    cache = write_cache(tmp_path / "cache.safetensors", images)
+    distil = ["--jest-method", "uniform", "--jest-reference", cache, "--jest-distill", "0.3"]
+    message = run(tmp_path, *distil, "--train-data", csv, "--accum-freq", "2")
+    assert "--jest-distill 0.3 with --accum-freq 2" in message
+    message = run(tmp_path, *distil, "--train-data", csv, "--distill-model", "RN50",
+                  "--distill-pretrained", cache)  # fmt: skip
+    assert "--jest-distill 0.3 and open_clip's --distill-model" in message
+    message = run(tmp_path, *distil, "--dataset-type", "synthetic")
+    assert "--jest-distill 0.3 needs --train-data" in message
+
+
 def test_more_chunks_than_a_rank_keeps_are_refused(tmp_path):
     message = run(tmp_path, "--jest-chunks", "9", "--jest-score", "hard-learner",
                   "--train-data", "x.csv")  # fmt: skip

@@ -23,8 +23,8 @@ from open_clip_support import require_open_clip
 require_open_clip()
 
 from jester.open_clip.flags import FlagError, JestFlags, Sizes
-from jester.open_clip.loop import Flops, LossRecorder, SelectingLoader
-from jester.open_clip.scoring import Scorer, Selected
+from jester.open_clip.loop import Distiller, Flops, LossRecorder, SelectingLoader
+from jester.open_clip.scoring import References, Scorer, Selected
 
 
 class Towers(torch.nn.Module):
@@ -142,15 +142,40 @@ def _embeddings(n: int, d: int, seed: int) -> jester.Embeddings:
 
 
 def scorer(sizes: Sizes, **flags) -> Scorer:
+    flags = JestFlags(**flags)
+    cpu, autocast = torch.device("cpu"), contextlib.nullcontext
     return Scorer(
-        JestFlags(**flags),
+        flags,
         sizes,
         siglip=True,
         seed=0,
-        device=torch.device("cpu"),
-        autocast=contextlib.nullcontext,
-        input_dtype=torch.float32,
+        device=cpu,
+        autocast=autocast,
+        references=References(flags, sizes, device=cpu, autocast=autocast),
     )
+
+
+def test_the_distillation_term_is_w_times_jesters_kd_with_open_clips_t_and_b():
+    """open_clip's --siglip model output (t = exp(logit_scale), its bias) reaches the per-pair
+    binary KD with gradients in features, t and b; the recorder adds it as `distill_loss`; a
+    batch the loader did not hand over is an error, not a silent KD on stale rows."""
+    reference = _embeddings(8, 4, seed=2)
+    learner = _embeddings(8, 4, seed=3)
+    image, text = (x.clone().requires_grad_() for x in (learner.image, learner.text))
+    scale = torch.tensor(2.3, requires_grad=True)
+    bias = torch.tensor(-5.0, requires_grad=True)
+    distiller = Distiller(0.3, "sigmoid", world=1)
+    recorder = LossRecorder(lambda **kw: {"contrastive_loss": torch.tensor(1.0)}, distiller)
+    distiller.give(reference)
+    out = recorder(image_features=image, text_features=text, logit_scale=scale.exp(),
+                   logit_bias=bias, output_dict=True)  # fmt: skip
+    expected = 0.3 * jester.distill_loss(image, text, scale.exp(), bias, reference, loss="sigmoid")
+    torch.testing.assert_close(out["distill_loss"], expected)
+    assert recorder.last == pytest.approx(1.0 + expected.item())
+    out["distill_loss"].backward()
+    assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in (image, text, scale, bias))
+    with pytest.raises(RuntimeError, match="no reference rows for this batch"):
+        distiller(image_features=image, text_features=text, logit_scale=scale.exp())
 
 
 def test_the_one_process_twin_trains_its_rows_group_by_group():
@@ -176,16 +201,13 @@ def _missing_on_one_rank(rank: int, store_path: str, cache: str, out) -> None:
     dist.init_process_group("gloo", store=store, rank=rank, world_size=2,
                             timeout=timedelta(seconds=60))  # fmt: skip
     try:
-        s = Scorer(
-            JestFlags(reference=Path(cache), chunks=1),
-            Sizes(batch=4, super_batch=8, world=2, groups=2),
-            siglip=True,
-            seed=0,
-            device=torch.device("cpu"),
-            autocast=contextlib.nullcontext,
-            input_dtype=torch.float32,
-            cache=jester.ReferenceCache(cache),
-        )
+        flags = JestFlags(reference=Path(cache), chunks=1)
+        sizes = Sizes(batch=4, super_batch=8, world=2, groups=2)
+        cpu, autocast = torch.device("cpu"), contextlib.nullcontext
+        references = References(flags, sizes, device=cpu, autocast=autocast,
+                                cache=jester.ReferenceCache(cache))  # fmt: skip
+        s = Scorer(flags, sizes, siglip=True, seed=0, device=cpu, autocast=autocast,
+                   references=references)  # fmt: skip
         keys = [f"r{rank}-{j}" for j in range(4)]
         try:
             s(Towers(), torch.randn(4, 3, 2, 2), torch.randn(4, 5), keys, step=0, summary=False)

@@ -9,6 +9,7 @@ one thread per process, nothing downloaded.
   jester's; killed (SIGKILL) and resumed from open_clip's checkpoint it trains the uninterrupted
   losses; the keys a 2-rank step trains are those jester.distributed.select picks from the
   embeddings of the step's candidates; with --accum-freq 2 jester logs at open_clip's steps;
+- --jest-distill adds the KD term to open_clip's loss (uniform and JEST), exactly under 2 ranks;
 - the embed command writes every pool sample by key with its provenance, on 1 and 2 ranks alike.
 """
 
@@ -106,12 +107,11 @@ def test_two_ranks_train_the_losses_of_one_process_with_their_global_batch(world
     )
 
 
-def test_two_jest_ranks_train_the_keys_and_losses_of_their_single_process_twin(world):
-    """JEST on the CSV (every rank reads its slice of one global super-batch; the reference cache
-    embedded from the CSV, keyed by image path): 2 ranks, and one process selecting with
-    --jest-selection-groups 2 (the same quotas, the rows in the gathered order): the same keys
-    in the same order (rank 0's rows, then rank 1's), so the same losses."""
-    logs, cache = world["logs"], world["root"] / "reference-csv.safetensors"
+@pytest.fixture(scope="module")
+def csv_cache(world):
+    """The reference cache of the CSV's rows (keyed by image path), from the plain run's
+    checkpoint."""
+    cache = world["root"] / "reference-csv.safetensors"
     done = subprocess.run(
         [sys.executable, "-m", "jester.open_clip.embed", "--model-config", str(CONFIG),
          "--model", MODEL, "--pretrained", str(world["checkpoint"]), "--train-data",
@@ -120,6 +120,15 @@ def test_two_jest_ranks_train_the_keys_and_losses_of_their_single_process_twin(w
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     assert len(jester.ReferenceCache(str(cache))) == 256, "a CSV row's key: its image path"
+    return cache
+
+
+def test_two_jest_ranks_train_the_keys_and_losses_of_their_single_process_twin(world, csv_cache):
+    """JEST on the CSV (every rank reads its slice of one global super-batch; the reference cache
+    embedded from the CSV, keyed by image path): 2 ranks, and one process selecting with
+    --jest-selection-groups 2 (the same quotas, the rows in the gathered order): the same keys
+    in the same order (rank 0's rows, then rank 1's), so the same losses."""
+    logs, cache = world["logs"], csv_cache
     args = [*COMMON, *CSV_RUN, "--train-data", str(world["csv"]), "--jest-logs", str(logs),
             "--jest-reference", str(cache), "--jest-chunks", "2", "--jest-log-keys"]  # fmt: skip
     jest(*args, "--batch-size", "8", "--name", "jest-two-ranks", ranks=2)
@@ -140,6 +149,61 @@ def test_two_jest_ranks_train_the_keys_and_losses_of_their_single_process_twin(w
             rtol=1e-4,
             atol=0,
         )
+
+
+def test_distillation_adds_its_term_to_open_clips_loss_and_two_ranks_distil_one_batch(
+    world, csv_cache
+):
+    """--jest-distill 0.5 with uniform sampling (the CSV, CLIP loss, so softmax KD): open_clip's
+    loss gains a `distill_loss` term, logged as open_clip logs each term; on step 0 (the same
+    initial model and data as plain open_clip) the contrastive term is plain's and the total is
+    their sum, later steps follow the KD's gradient. 2 ranks of 16 train the losses, KD term
+    included, of one process of 32: the learner's features and the reference's rows are
+    gathered, and DDP's mean gradient is the global KD's."""
+    logs = world["logs"]
+    args = [*COMMON, *CSV_RUN, "--train-data", str(world["csv"]), "--jest-method", "uniform",
+            "--jest-reference", str(csv_cache), "--jest-distill", "0.5",
+            "--jest-logs", str(logs)]  # fmt: skip
+    jest(*args, "--batch-size", "32", "--name", "uniform-kd")
+    jest(*args, "--batch-size", "16", "--name", "uniform-kd-two-ranks", ranks=2)
+    plain_ = scalars(logs / "plain")
+    one, two = scalars(logs / "uniform-kd"), scalars(logs / "uniform-kd-two-ranks")
+    kd, clip, total = one["train/distill_loss"], one["train/contrastive_loss"], one["train/loss"]
+    assert sorted(kd) == list(range(STEPS_PER_EPOCH))
+    assert all(v > 0 for v in kd.values())
+    assert clip[0] == plain_["train/contrastive_loss"][0], "step 0: the same model and rows"
+    assert total[0] == pytest.approx(clip[0] + kd[0], rel=1e-6)
+    assert clip[STEPS_PER_EPOCH - 1] != plain_["train/contrastive_loss"][STEPS_PER_EPOCH - 1]
+    for tag in ("train/distill_loss", "train/loss"):
+        steps = range(STEPS_PER_EPOCH)
+        torch.testing.assert_close(torch.tensor([two[tag][s] for s in steps]),
+                                   torch.tensor([one[tag][s] for s in steps]),
+                                   rtol=1e-5, atol=0, msg=tag)  # fmt: skip
+    # The KD's FLOPs (each rank's b x b logits of both models) are counted, no reference forward.
+    f, d = tiny_forward_flops(), json.loads(CONFIG.read_text())["embed_dim"]
+    records = jest_log(logs / "uniform-kd")
+    assert records[0]["flops_step"] == 3 * f * 32 + 4 * 2 * 32 * 32 * d
+    assert jest_log(logs / "uniform-kd-two-ranks")[0]["flops_step"] == (
+        3 * f * 32 + 2 * 4 * 2 * 32 * 32 * d
+    )
+
+
+def test_two_jest_ranks_distil_the_rows_of_their_single_process_twin(world, csv_cache):
+    """JEST + KD (ACED's ACID + KD): the reference's rows given to the KD are those of the
+    selected rows, in the order the step trains them: 2 ranks and their one-process twin train
+    the same losses, KD term included."""
+    logs = world["logs"]
+    args = [*COMMON, *CSV_RUN, "--train-data", str(world["csv"]), "--jest-logs", str(logs),
+            "--jest-reference", str(csv_cache), "--jest-chunks", "2",
+            "--jest-distill", "1.0"]  # fmt: skip
+    jest(*args, "--batch-size", "8", "--name", "jest-kd-two-ranks", ranks=2)
+    jest(*args, "--batch-size", "16", "--jest-selection-groups", "2", "--name", "jest-kd-twin")
+    two, twin = scalars(logs / "jest-kd-two-ranks"), scalars(logs / "jest-kd-twin")
+    for tag in ("train/distill_loss", "train/loss"):
+        assert sorted(two[tag]) == sorted(twin[tag]) == list(range(16)), tag
+        torch.testing.assert_close(torch.tensor([two[tag][s] for s in range(16)]),
+                                   torch.tensor([twin[tag][s] for s in range(16)]),
+                                   rtol=1e-4, atol=0, msg=tag)  # fmt: skip
 
 
 def jest_args(world, name: str, epochs: int = 3) -> list[str]:

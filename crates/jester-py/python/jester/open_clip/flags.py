@@ -44,6 +44,7 @@ class JestFlags:
     loss: str = "auto"
     chunks: int = 16
     gain: float = 100.0
+    distill: float = 0.0  # the KD term's weight (0: off)
     seed: int | None = None
     selection_groups: int = 1
     model_config: tuple[Path, ...] = ()
@@ -64,7 +65,12 @@ class JestFlags:
 
     @property
     def needs_reference(self) -> bool:
-        return self.scores and self.score != "hard-learner"
+        return (self.scores and self.score != "hard-learner") or self.distills
+
+    @property
+    def distills(self) -> bool:
+        """Whether the loss adds the distillation from the reference on the trained batch."""
+        return self.distill > 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -122,6 +128,15 @@ def parser() -> argparse.ArgumentParser:
     )
     add("--jest-chunks", type=int, default=16, metavar="N", help="chunks of joint selection")
     add("--jest-gain", type=float, default=100.0, help="scores x gain before sampling")
+    add(
+        "--jest-distill",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the distillation from the reference on the trained batch to open_clip's "
+        "loss (ACED's KD: softmax KD both ways for CLIP, per-pair binary KL for --siglip; "
+        "jester.distill_loss); needs a reference; 0 = off (default)",
+    )
     add(
         "--jest-seed",
         type=int,
@@ -188,6 +203,7 @@ def parse(argv: list[str]) -> tuple[JestFlags, list[str], bool]:
         loss=ns.jest_loss,
         chunks=ns.jest_chunks,
         gain=ns.jest_gain,
+        distill=ns.jest_distill,
         seed=ns.jest_seed,
         selection_groups=ns.jest_selection_groups,
         model_config=tuple(ns.jest_model_config),
@@ -232,6 +248,8 @@ def validate(flags: JestFlags) -> None:
         raise FlagError(f"--jest-chunks {flags.chunks}: must be at least 1")
     if not flags.gain >= 0 or flags.gain == float("inf"):
         raise FlagError(f"--jest-gain {flags.gain}: must be finite and >= 0")
+    if not flags.distill >= 0 or flags.distill == float("inf"):
+        raise FlagError(f"--jest-distill {flags.distill}: must be finite and >= 0")
     if flags.seed is not None and not 0 <= flags.seed < SEED_LIMIT:
         raise FlagError(f"--jest-seed {flags.seed}: must be in [0, 2^64)")
     if flags.super_batch is not None and flags.super_batch < 1:
@@ -255,6 +273,11 @@ def validate(flags: JestFlags) -> None:
         )
     if flags.reference is not None and not flags.reference.is_file():
         raise FlagError(f"--jest-reference {flags.reference}: no such file")
+    if flags.distills and flags.reference is None and flags.reference_model is None:
+        raise FlagError(
+            f"--jest-distill {flags.distill}: distils from a reference: --jest-reference CACHE "
+            "(or --jest-reference-model NAME --jest-reference-pretrained PATH)"
+        )
     if flags.needs_reference and flags.reference is None and flags.reference_model is None:
         raise FlagError(
             f"--jest-method {flags.method} with --jest-score {flags.score} needs a reference: "

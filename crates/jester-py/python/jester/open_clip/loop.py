@@ -10,19 +10,68 @@ import time
 
 import torch
 
+import jester
+
 from .metrics import PHASES, MetricsLog, StepRecord
-from .scoring import Scorer, forward_flops
+from .scoring import References, Scorer, forward_flops
+
+
+class Distiller:
+    """The distillation from the reference on the trained batch (ACED's KD; jester's
+    ``--set distill=W``, docs/ALGORITHM.md §9): W x ``jester.distill_loss`` of the learner's
+    pairwise logits towards the reference's over the step's global batch — softmax KD both ways
+    with open_clip's CLIP loss, per-pair binary KL with its --siglip loss.
+
+    The loader hands over the reference's embeddings of the rows it yields (``give``); the loss
+    takes them (``__call__``). Under DDP each rank all-gathers the learner's features with their
+    gradient and the reference's rows, and computes the whole batch's KD, as open_clip's CLIP loss
+    does with --gather-with-grad: DDP's mean of the ranks' gradients is the KD's gradient."""
+
+    def __init__(self, weight: float, loss: str, world: int):
+        self.weight, self.loss, self.world = weight, loss, world
+        self.pending: jester.Embeddings | None = None
+
+    def give(self, reference: jester.Embeddings) -> None:
+        # Copies made outside inference mode: an online reference's embeddings are inference
+        # tensors, which autograd may not save.
+        image, text = reference.image.clone(), reference.text.clone()
+        self.pending = jester.Embeddings(image, text, reference.t, reference.b)
+
+    def __call__(self, image_features, text_features, logit_scale, logit_bias=None, **_):
+        reference, self.pending = self.pending, None
+        if reference is None or len(reference) != len(image_features):
+            raise RuntimeError(
+                "jester.open_clip: the distillation has no reference rows for this batch "
+                f"({0 if reference is None else len(reference)} for {len(image_features)} "
+                "features): open_clip's loss ran on a batch the loader did not hand over"
+            )
+        image, text = image_features.float(), text_features.float()
+        if self.world > 1:
+            from torch.distributed.nn.functional import all_gather
+
+            from jester.distributed import _gathered
+
+            image, text = torch.cat(all_gather(image)), torch.cat(all_gather(text))
+            reference = _gathered(reference, None, image.device)
+        bias = 0.0 if logit_bias is None else logit_bias
+        kd = jester.distill_loss(image, text, logit_scale, bias, reference, loss=self.loss)
+        return self.weight * kd
 
 
 class LossRecorder(torch.nn.Module):
-    """open_clip's loss, keeping the last step's total (detached, read only on logged steps)."""
+    """open_clip's loss, keeping the last step's total (detached, read only on logged steps); with
+    a :class:`Distiller`, its term is added as ``distill_loss`` (open_clip sums a loss dict's
+    values into the total and logs each)."""
 
-    def __init__(self, loss: torch.nn.Module):
+    def __init__(self, loss: torch.nn.Module, distiller: Distiller | None = None):
         super().__init__()
-        self.loss, self.last = loss, None
+        self.loss, self.distiller, self.last = loss, distiller, None
 
     def forward(self, *args, **kwargs):
         out = self.loss(*args, **kwargs)
+        if self.distiller is not None:
+            kd = self.distiller(**kwargs)
+            out = {**out, "distill_loss": kd} if isinstance(out, dict) else out + kd
         total = sum(out.values()) if isinstance(out, dict) else out
         self.last = total.detach()
         return out
@@ -31,30 +80,50 @@ class LossRecorder(torch.nn.Module):
 class Flops:
     """FLOPs per step over all ranks, as jester counts them: 3F per trained example (forward and
     backward), F per scored candidate, plus the reference's forward when it is scored online; a
-    step of open_clip's with --accum-freq K is K super-batches."""
+    step of open_clip's with --accum-freq K is K super-batches. With the distillation, its
+    executed cost too: the reference's forward of every trained row when it is online and not
+    already scored, and each rank's b x b logits of both models (jester's ``distill_flops``:
+    2 b² D for the reference's, 3 x 2 b² D for the learner's, on each of the W ranks)."""
 
     def __init__(self, batch: int, super_batch: int, scores: bool, reference_model=None,
-                 accum: int = 1):  # fmt: skip
+                 accum: int = 1, distill: bool = False, world: int = 1):  # fmt: skip
         self.batch, self.super_batch, self.scores = batch, super_batch, scores
         self.reference_model, self.accum = reference_model, accum
+        self.distill, self.world = distill, world
         self.learner = self.reference = None
+        self.dim = 0
 
     def measure(self, model, images: torch.Tensor, texts: torch.Tensor) -> None:
         if self.learner is None:
             self.learner = forward_flops(model, images[:1], texts[:1])
             if self.reference_model is not None:
                 self.reference = forward_flops(self.reference_model, images[:1], texts[:1])
+            if self.distill:
+                from .scoring import unwrap
+
+                with torch.no_grad():
+                    self.dim = unwrap(model).encode_text(texts[:1]).shape[-1]
 
     @property
     def uniform_step(self) -> float:
         return 3.0 * self.learner * self.batch * self.accum
 
     @property
+    def distill_step(self) -> float:
+        if not self.distill:
+            return 0.0
+        logits = 2.0 * self.batch * self.batch * self.dim
+        kd = self.world * 4.0 * logits * self.accum
+        if not self.scores and self.reference is not None:
+            kd += self.reference * self.batch * self.accum  # the online reference's forward
+        return kd
+
+    @property
     def step(self) -> float:
         if not self.scores:
-            return self.uniform_step
+            return self.uniform_step + self.distill_step
         scored = (self.learner + (self.reference or 0)) * self.super_batch * self.accum
-        return self.uniform_step + scored
+        return self.uniform_step + scored + self.distill_step
 
 
 class Window:
@@ -90,9 +159,13 @@ class SelectingLoader:
         recorder: LossRecorder,
         log: MetricsLog,
         input_dtype,
+        references: References | None = None,
     ):
         self.inner, self.model, self.epoch, self.args = inner, model, epoch, args
         self.scorer, self.flops, self.recorder, self.log = scorer, flops, recorder, log
+        # With the distillation: the reference's rows of every yielded batch go to the loss.
+        self.distiller = recorder.distiller
+        self.references = references
         self.input_dtype = input_dtype
         self.num_batches = inner.num_batches
         self.num_samples = inner.num_samples
@@ -157,6 +230,13 @@ class SelectingLoader:
                 if chosen.summary is not None:
                     record.learnability_selected = chosen.summary["selected"]
                     record.learnability_uniform = chosen.summary["uniform"]
+                if self.distiller is not None:
+                    self.distiller.give(chosen.reference)
+            elif self.distiller is not None:  # uniform: every drawn row is trained
+                t2 = time.perf_counter()
+                self.distiller.give(self.references(list(keys), images, texts))
+                self._sync()
+                window.add(score=time.perf_counter() - t2)
             if candidates is not None:
                 self.log.write_keys(step, batch, candidates, list(keys))
             pending = record

@@ -56,63 +56,55 @@ def forward_flops(model: torch.nn.Module, image: torch.Tensor, text: torch.Tenso
     return int(counter.get_total_flops())
 
 
-@dataclass
-class Selected:
-    """This rank's selected rows, in the order its step trains them, and what it took."""
+def embed(model: torch.nn.Module, images: torch.Tensor, texts: torch.Tensor, *, autocast,
+          block: int) -> jester.Embeddings:  # fmt: skip
+    """Normalised embeddings [n, D] of ``model`` in inference mode and eval mode, in blocks of
+    ``block`` rows (a training forward's activation memory, without the graph)."""
+    model = unwrap(model)
+    training = model.training
+    model.eval()
+    zi, zt = [], []
+    try:
+        with torch.inference_mode(), autocast():
+            for start in range(0, len(images), block):
+                rows = slice(start, start + block)
+                zi.append(model.encode_image(images[rows], normalize=True).float())
+                zt.append(model.encode_text(texts[rows], normalize=True).float())
+    finally:
+        model.train(training)
+    return jester.Embeddings(torch.cat(zi), torch.cat(zt), *temperature_and_bias(model))
 
-    indices: torch.Tensor  # int64 [b / W], local indices into this rank's B / W candidates
-    summary: dict | None  # jester's (mean learnability of the selection and of a uniform batch)
-    score_seconds: float
-    select_seconds: float
-    summary_seconds: float = 0.0
+
+def rows(e: jester.Embeddings, indices: torch.Tensor) -> jester.Embeddings:
+    """The embeddings of ``indices``' rows, in that order."""
+    return jester.Embeddings(e.image[indices], e.text[indices], e.t, e.b)
 
 
-class Scorer:
-    """Scores and selects one super-batch per step (``__call__``)."""
+class References:
+    """The reference's embeddings of a step's rows: from a cache by sample key, or from the frozen
+    online open_clip model (``__call__``)."""
 
     def __init__(
         self,
         flags: JestFlags,
         sizes: Sizes,
         *,
-        siglip: bool,
-        seed: int,
         device: torch.device,
         autocast,
-        input_dtype,
         cache: jester.ReferenceCache | None = None,
-        reference_model: torch.nn.Module | None = None,
+        model: torch.nn.Module | None = None,
         keys_verified: bool = False,
     ):
-        self.flags, self.sizes, self.seed, self.device = flags, sizes, seed, device
-        self.autocast, self.input_dtype = autocast, input_dtype
-        self.cache, self.reference_model = cache, reference_model
-        self.loss = flags.loss if flags.loss != "auto" else ("sigmoid" if siglip else "softmax")
+        self.flags, self.sizes, self.device, self.autocast = flags, sizes, device, autocast
+        self.cache, self.model = cache, model
         self.block = max(1, sizes.local_batch)
         # Ranks agree on every step's keys unless all were found before training: a rank that
-        # drew a key the cache lacks must not leave the others waiting in the selection's gather.
+        # drew a key the cache lacks must not leave the others waiting in the next collective.
         self.agree_on_keys = sizes.world > 1 and not keys_verified
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def embed(self, model: torch.nn.Module, images: torch.Tensor, texts: torch.Tensor):
-        """Normalised embeddings [n, D] of ``model`` in inference mode and eval mode, in blocks of
-        the per-rank batch (a training forward's activation memory, without the graph)."""
-        model = unwrap(model)
-        training = model.training
-        model.eval()
-        zi, zt = [], []
-        try:
-            with torch.inference_mode(), self.autocast():
-                for start in range(0, len(images), self.block):
-                    rows = slice(start, start + self.block)
-                    zi.append(model.encode_image(images[rows], normalize=True).float())
-                    zt.append(model.encode_text(texts[rows], normalize=True).float())
-        finally:
-            model.train(training)
-        return jester.Embeddings(torch.cat(zi), torch.cat(zt), *temperature_and_bias(model))
+    @property
+    def available(self) -> bool:
+        return self.cache is not None or self.model is not None
 
     def _missing_error(self, detail: str) -> FlagError:
         return FlagError(
@@ -137,9 +129,10 @@ class Scorer:
             f'"{firsts[ranks[0]]}")'
         )
 
-    def reference(self, keys: list[str], images: torch.Tensor, texts: torch.Tensor):
-        if self.reference_model is not None:
-            return self.embed(self.reference_model, images, texts)
+    def __call__(self, keys: list[str], images: torch.Tensor, texts: torch.Tensor):
+        """The reference's embeddings of these rows (None without a reference)."""
+        if self.model is not None:
+            return embed(self.model, images, texts, autocast=self.autocast, block=self.block)
         if self.cache is None:
             return None
         if self.agree_on_keys:
@@ -148,6 +141,46 @@ class Scorer:
             return self.cache.lookup(keys, device=str(self.device))
         except ValueError as e:
             raise self._missing_error(str(e)) from None
+
+
+@dataclass
+class Selected:
+    """This rank's selected rows, in the order its step trains them, and what it took."""
+
+    indices: torch.Tensor  # int64 [b / W], local indices into this rank's B / W candidates
+    summary: dict | None  # jester's (mean learnability of the selection and of a uniform batch)
+    score_seconds: float
+    select_seconds: float
+    summary_seconds: float = 0.0
+    reference: jester.Embeddings | None = None  # the reference's embeddings of the selected rows
+
+
+class Scorer:
+    """Scores and selects one super-batch per step (``__call__``)."""
+
+    def __init__(
+        self,
+        flags: JestFlags,
+        sizes: Sizes,
+        *,
+        siglip: bool,
+        seed: int,
+        device: torch.device,
+        autocast,
+        references: References,
+    ):
+        self.flags, self.sizes, self.seed, self.device = flags, sizes, seed, device
+        self.autocast, self.references = autocast, references
+        self.loss = flags.loss if flags.loss != "auto" else ("sigmoid" if siglip else "softmax")
+        self.block = max(1, sizes.local_batch)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def embed(self, model: torch.nn.Module, images: torch.Tensor, texts: torch.Tensor):
+        """The learner's normalised embeddings [n, D] (:func:`embed`)."""
+        return embed(model, images, texts, autocast=self.autocast, block=self.block)
 
     def _select(self, learner, reference, seed: int, summary: bool):
         options = {
@@ -190,7 +223,7 @@ class Scorer:
         selection with jester's summary on, which selects the same rows)."""
         t0 = time.perf_counter()
         learner = self.embed(model, images, texts)
-        reference = self.reference(keys, images, texts)
+        reference = self.references(keys, images, texts)
         self._sync()
         t1 = time.perf_counter()
         seed = step_seed(self.seed, step)
@@ -201,4 +234,5 @@ class Scorer:
         if summary:
             _, info = self._select(learner, reference, seed, summary=True)
             self._sync()
-        return Selected(indices, info, t1 - t0, t2 - t1, time.perf_counter() - t2)
+        kept = rows(reference, indices) if reference is not None else None
+        return Selected(indices, info, t1 - t0, t2 - t1, time.perf_counter() - t2, kept)

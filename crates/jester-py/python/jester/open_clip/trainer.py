@@ -28,9 +28,9 @@ from . import flags as flags_mod
 from .checks import KeyCheck, check_share, refuse_duplicate_csv_keys, training_data
 from .data import keyed_csv, keyed_webdataset, mix, seed_everything
 from .flags import FlagError, JestFlags
-from .loop import Flops, LossRecorder, SelectingLoader
+from .loop import Distiller, Flops, LossRecorder, SelectingLoader
 from .metrics import MetricsLog
-from .scoring import Scorer
+from .scoring import References, Scorer
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -80,7 +80,11 @@ class Run:
         return {**data, "train": train}
 
     def create_loss(self, args):
-        self.recorder = LossRecorder(self.original["create_loss"](args))
+        distiller = None
+        if self.flags.distills:
+            loss = "sigmoid" if args.siglip else "softmax"  # the loss open_clip trains
+            distiller = Distiller(self.flags.distill, loss, args.world_size)
+        self.recorder = LossRecorder(self.original["create_loss"](args), distiller)
         return self.recorder
 
     def train_one_epoch(
@@ -96,6 +100,16 @@ class Run:
         from open_clip import get_input_dtype
         from open_clip_train.precision import get_autocast
 
+        autocast = get_autocast(args.precision, device_type=self.device.type)
+        references = References(
+            self.flags,
+            self.sizes,
+            device=self.device,
+            autocast=autocast,
+            cache=self.cache,
+            model=self.reference_model,
+            keys_verified=self.keys_verified,
+        )
         scorer = None
         if self.flags.scores:
             scorer = Scorer(
@@ -104,11 +118,8 @@ class Run:
                 siglip=args.siglip,
                 seed=self.flags.seed if self.flags.seed is not None else args.seed,
                 device=self.device,
-                autocast=get_autocast(args.precision, device_type=self.device.type),
-                input_dtype=get_input_dtype(args.precision),
-                cache=self.cache,
-                reference_model=self.reference_model,
-                keys_verified=self.keys_verified,
+                autocast=autocast,
+                references=references,
             )
         loader = SelectingLoader(
             data["train"].dataloader,
@@ -122,10 +133,13 @@ class Run:
                 self.flags.scores,
                 self.reference_model,
                 accum=args.accum_freq,
+                distill=self.flags.distills,
+                world=self.sizes.world,
             ),
             recorder=self.recorder,
             log=MetricsLog(args, tb_writer, log_keys=self.flags.log_keys),
             input_dtype=get_input_dtype(args.precision),
+            references=references,
         )
         data = {**data, "train": replace(data["train"], dataloader=loader)}
         return self.original["train_one_epoch"](
@@ -142,12 +156,19 @@ class Run:
                 "--horovod: jester.open_clip selects across ranks with torch.distributed"
             )
         self.sizes = flags_mod.sizes(flags, args.batch_size, args.world_size)
-        if not flags.scores:
+        if flags.distills:
+            self._check_distill(args)
+        if not flags.scores and not flags.distills:
             return
         if args.dataset_type == "synthetic" or not args.train_data:
+            what = (
+                f"--jest-method {flags.method}"
+                if flags.scores
+                else f"--jest-distill {flags.distill}"
+            )
             raise FlagError(
-                f"--jest-method {flags.method} needs --train-data (webdataset shards or a CSV): "
-                "selection looks samples up by key"
+                f"{what} needs --train-data (webdataset shards or a CSV): the reference's "
+                "embeddings are looked up by sample key"
             )
         if flags.reference_model is not None:
             self._check_reference_model(args)
@@ -162,6 +183,18 @@ class Run:
                 self.keys_verified = self._check_keys(args, data)
         if flags.reference_model is not None:
             self.reference_model = self._reference_model(args)
+
+    def _check_distill(self, args) -> None:
+        flag = f"--jest-distill {self.flags.distill}"
+        if args.accum_freq > 1:
+            raise FlagError(
+                f"{flag} with --accum-freq {args.accum_freq}: open_clip's accumulated loss mixes "
+                "several batches' features; distil with --accum-freq 1"
+            )
+        if getattr(args, "distill_model", None) is not None:
+            raise FlagError(
+                f"{flag} and open_clip's --distill-model: one teacher (jester's is the reference)"
+            )
 
     def _check_csv(self, args, keys: list[str]) -> None:
         """Every rank reads the CSV and fails alike: B rows must fit, and a cache's keys (the image
