@@ -47,11 +47,15 @@ pub(crate) fn distill_loss(
     let loss: LossKind = parse("loss", loss)?;
     let (t, b) = (scalar("t", t, &image)?, scalar("b", b, &image)?);
     let r = reference.get();
-    if r.image().size() != image.size() || r.device() != image.device() {
+    // Each model's logits are its own b × b: the reference may be of another width (a wider
+    // teacher), but row i must be the same example, on the same device.
+    if r.image().size()[0] != image.size()[0] || r.device() != image.device() {
         return Err(PyValueError::new_err(format!(
-            "reference: {:?} on {:?}; expected the learner's {:?} on {:?} (row i the same example)",
+            "reference: {:?} on {:?}; expected {} rows (the learner's {:?}) on {:?} (row i the \
+             same example; the width may differ)",
             r.image().size(),
             r.device(),
+            image.size()[0],
             image.size(),
             image.device()
         )));

@@ -188,6 +188,29 @@ def test_distillation_adds_its_term_to_open_clips_loss_and_two_ranks_distil_one_
     )
 
 
+def test_without_gather_with_grad_the_kd_keeps_its_ratio_to_open_clips_loss(world, csv_cache):
+    """open_clip's CLIP loss without --gather-with-grad gives each rank's own features alone their
+    gradient, so DDP's mean gradient is 1/W of the global loss's; the KD gathers alike and keeps
+    its ratio to the contrastive term. AdamW is blind to a common scale of the gradient (up to
+    its eps), so 2 ranks then train the losses of one process; a KD gathered with its gradient
+    here (W times the contrastive term's weight) does not."""
+    logs = world["logs"]
+    one = logs / "uniform-kd"  # the run of the test above: one process of 32
+    run = [a for a in CSV_RUN if a != "--gather-with-grad"]
+    args = [*COMMON, *run, "--train-data", str(world["csv"]), "--jest-method", "uniform",
+            "--jest-reference", str(csv_cache), "--jest-distill", "0.5",
+            "--jest-logs", str(logs)]  # fmt: skip
+    if not one.exists():
+        jest(*args, "--batch-size", "32", "--name", "uniform-kd")
+    jest(*args, "--batch-size", "16", "--name", "uniform-kd-two-ranks-local", ranks=2)
+    ours, theirs = scalars(logs / "uniform-kd-two-ranks-local"), scalars(one)
+    for tag in ("train/contrastive_loss", "train/distill_loss"):
+        steps = range(STEPS_PER_EPOCH)
+        torch.testing.assert_close(torch.tensor([ours[tag][s] for s in steps]),
+                                   torch.tensor([theirs[tag][s] for s in steps]),
+                                   rtol=2e-4, atol=0, msg=tag)  # fmt: skip
+
+
 def test_two_jest_ranks_distil_the_rows_of_their_single_process_twin(world, csv_cache):
     """JEST + KD (ACED's ACID + KD): the reference's rows given to the KD are those of the
     selected rows, in the order the step trains them: 2 ranks and their one-process twin train

@@ -74,7 +74,8 @@ def distill_loss(
 ) -> torch.Tensor:
     """Distillation of the learner's pairwise logits towards the reference's on the same batch
     (ACED; docs/ALGORITHM.md §9): per-pair binary KL with each model's t and b (sigmoid) or the KL
-    of both directions' softmaxes (softmax); differentiable in image, text, t and b."""
+    of both directions' softmaxes (softmax); differentiable in image, text, t and b. The reference
+    holds the same rows (row i the same example) and may be of another width."""
 
 def scores(
     learner: Embeddings,

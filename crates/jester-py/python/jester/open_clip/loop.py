@@ -20,22 +20,41 @@ class Distiller:
     """The distillation from the reference on the trained batch (ACED's KD; jester's
     ``--set distill=W``, docs/ALGORITHM.md §9): W x ``jester.distill_loss`` of the learner's
     pairwise logits towards the reference's over the step's global batch — softmax KD both ways
-    with open_clip's CLIP loss, per-pair binary KL with its --siglip loss.
+    with open_clip's CLIP loss, per-pair binary KL with its SigLIP loss; in float32, outside
+    open_clip's autocast.
 
     The loader hands over the reference's embeddings of the rows it yields (``give``); the loss
-    takes them (``__call__``). Under DDP each rank all-gathers the learner's features with their
-    gradient and the reference's rows, and computes the whole batch's KD, as open_clip's CLIP loss
-    does with --gather-with-grad: DDP's mean of the ranks' gradients is the KD's gradient."""
+    takes them (``__call__``). Under DDP each rank all-gathers the learner's features and the
+    reference's rows and computes the whole batch's KD, gathering as open_clip's own loss does so
+    that the two terms keep their ratio whatever the number of ranks: with their gradient (SigLIP,
+    or CLIP with --gather-with-grad: DDP's mean of the ranks' gradients is then the global KD's
+    gradient), or else, as open_clip's ClipLoss does without --gather-with-grad, the other ranks'
+    features as constants and this rank's own with its gradient (DDP's mean is then 1/W of it, as
+    for open_clip's loss)."""
 
-    def __init__(self, weight: float, loss: str, world: int):
+    def __init__(self, weight: float, loss: str, world: int, *, gather_with_grad: bool = True):
         self.weight, self.loss, self.world = weight, loss, world
+        self.gather_with_grad = gather_with_grad
         self.pending: jester.Embeddings | None = None
+        self.dim = 0  # the learner's embedding width, known from the first batch
 
     def give(self, reference: jester.Embeddings) -> None:
         # Copies made outside inference mode: an online reference's embeddings are inference
         # tensors, which autograd may not save.
         image, text = reference.image.clone(), reference.text.clone()
         self.pending = jester.Embeddings(image, text, reference.t, reference.b)
+
+    def _gather(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if self.gather_with_grad:
+            from torch.distributed.nn.functional import all_gather
+
+            return torch.cat(all_gather(x))
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        dist.all_gather(parts, x.detach())
+        parts[dist.get_rank()] = x
+        return torch.cat(parts)
 
     def __call__(self, image_features, text_features, logit_scale, logit_bias=None, **_):
         reference, self.pending = self.pending, None
@@ -45,16 +64,17 @@ class Distiller:
                 f"({0 if reference is None else len(reference)} for {len(image_features)} "
                 "features): open_clip's loss ran on a batch the loader did not hand over"
             )
-        image, text = image_features.float(), text_features.float()
-        if self.world > 1:
-            from torch.distributed.nn.functional import all_gather
+        self.dim = image_features.shape[-1]
+        with torch.autocast(image_features.device.type, enabled=False):
+            image, text = image_features.float(), text_features.float()
+            scale = logit_scale.float()
+            bias = 0.0 if logit_bias is None else logit_bias.float()
+            if self.world > 1:
+                from jester.distributed import _gathered
 
-            from jester.distributed import _gathered
-
-            image, text = torch.cat(all_gather(image)), torch.cat(all_gather(text))
-            reference = _gathered(reference, None, image.device)
-        bias = 0.0 if logit_bias is None else logit_bias
-        kd = jester.distill_loss(image, text, logit_scale, bias, reference, loss=self.loss)
+                image, text = self._gather(image), self._gather(text)
+                reference = _gathered(reference, None, image.device)
+            kd = jester.distill_loss(image, text, scale, bias, reference, loss=self.loss)
         return self.weight * kd
 
 
@@ -86,23 +106,18 @@ class Flops:
     2 b² D for the reference's, 3 x 2 b² D for the learner's, on each of the W ranks)."""
 
     def __init__(self, batch: int, super_batch: int, scores: bool, reference_model=None,
-                 accum: int = 1, distill: bool = False, world: int = 1):  # fmt: skip
+                 accum: int = 1, distiller: Distiller | None = None,
+                 world: int = 1):  # fmt: skip
         self.batch, self.super_batch, self.scores = batch, super_batch, scores
         self.reference_model, self.accum = reference_model, accum
-        self.distill, self.world = distill, world
+        self.distiller, self.world = distiller, world
         self.learner = self.reference = None
-        self.dim = 0
 
     def measure(self, model, images: torch.Tensor, texts: torch.Tensor) -> None:
         if self.learner is None:
             self.learner = forward_flops(model, images[:1], texts[:1])
             if self.reference_model is not None:
                 self.reference = forward_flops(self.reference_model, images[:1], texts[:1])
-            if self.distill:
-                from .scoring import unwrap
-
-                with torch.no_grad():
-                    self.dim = unwrap(model).encode_text(texts[:1]).shape[-1]
 
     @property
     def uniform_step(self) -> float:
@@ -110,9 +125,10 @@ class Flops:
 
     @property
     def distill_step(self) -> float:
-        if not self.distill:
+        """Read after the step's loss ran (the logged steps), when the width is known."""
+        if self.distiller is None:
             return 0.0
-        logits = 2.0 * self.batch * self.batch * self.dim
+        logits = 2.0 * self.batch * self.batch * self.distiller.dim
         kd = self.world * 4.0 * logits * self.accum
         if not self.scores and self.reference is not None:
             kd += self.reference * self.batch * self.accum  # the online reference's forward

@@ -80,11 +80,21 @@ class Run:
         return {**data, "train": train}
 
     def create_loss(self, args):
+        loss = self.original["create_loss"](args)
         distiller = None
         if self.flags.distills:
-            loss = "sigmoid" if args.siglip else "softmax"  # the loss open_clip trains
-            distiller = Distiller(self.flags.distill, loss, args.world_size)
-        self.recorder = LossRecorder(self.original["create_loss"](args), distiller)
+            from open_clip.loss import SigLipLoss
+
+            # The KD of the loss open_clip trains (its choice: CoCa trains a CLIP loss even with
+            # --siglip), gathered as that loss gathers.
+            siglip = isinstance(loss, SigLipLoss)
+            distiller = Distiller(
+                self.flags.distill,
+                "sigmoid" if siglip else "softmax",
+                args.world_size,
+                gather_with_grad=siglip or args.gather_with_grad,
+            )
+        self.recorder = LossRecorder(loss, distiller)
         return self.recorder
 
     def train_one_epoch(
@@ -133,7 +143,7 @@ class Run:
                 self.flags.scores,
                 self.reference_model,
                 accum=args.accum_freq,
-                distill=self.flags.distills,
+                distiller=self.recorder.distiller,
                 world=self.sizes.world,
             ),
             recorder=self.recorder,
