@@ -64,7 +64,7 @@ def test_open_clip_example_smoke(tmp_path):
     split = seed["jest_seconds"]["all"]
     assert split["steps"] == 3 and split["score"] > 0 and split["train"] > 0
     assert all(seed["open_clip_seconds"][run]["all"]["batch"] > 0 for run in RUNS)
-    assert all(seed["durations_s"][run] >= 0 for run in RUNS)
+    assert set(seed["durations_s"]) >= set(RUNS), "every run's duration is reported"
     assert seed["learnability"]["selected"] > seed["learnability"]["uniform"]
     assert "open_clip + JEST" in (out / "summary.md").read_text()
 

