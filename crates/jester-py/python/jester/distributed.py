@@ -34,9 +34,15 @@ def collective_device(group, like: torch.device) -> torch.device:
     return like
 
 
-def _gathered(e: Embeddings | None, group, device: torch.device) -> Embeddings | None:
+def gather_embeddings(
+    e: Embeddings | None, group=None, device: torch.device | None = None
+) -> Embeddings | None:
+    """Every rank's rows of ``e``, rank by rank, on ``device`` (default: where ``e`` is; under
+    NCCL, use :func:`collective_device`). Without gradient: the gathered rows are constants, as
+    the reference's are. ``None`` stays ``None``."""
     if e is None:
         return None
+    device = e.image.device if device is None else device
     image, text = e.image.to(device), e.text.to(device)
     return Embeddings(_gather(image, group), _gather(text, group), e.t, e.b)
 
@@ -83,8 +89,8 @@ def select(
     if batch_size % world != 0:
         raise ValueError(f"batch_size = {batch_size}: must be a multiple of the world size {world}")
     indices, summary = _jester.select(
-        _gathered(learner, group, device),
-        _gathered(reference, group, device),
+        gather_embeddings(learner, group, device),
+        gather_embeddings(reference, group, device),
         batch_size,
         method=method,
         score=score,

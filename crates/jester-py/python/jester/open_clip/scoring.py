@@ -75,6 +75,12 @@ def embed(model: torch.nn.Module, images: torch.Tensor, texts: torch.Tensor, *, 
     return jester.Embeddings(torch.cat(zi), torch.cat(zt), *temperature_and_bias(model))
 
 
+def scoring_block(sizes: Sizes) -> int:
+    """Rows per scoring forward: one training micro-batch of this rank, so scoring never needs
+    more activation memory than the training forward open_clip already runs."""
+    return max(1, sizes.local_batch)
+
+
 def rows(e: jester.Embeddings, indices: torch.Tensor) -> jester.Embeddings:
     """The embeddings of ``indices``' rows, in that order."""
     return jester.Embeddings(e.image[indices], e.text[indices], e.t, e.b)
@@ -97,7 +103,7 @@ class References:
     ):
         self.flags, self.sizes, self.device, self.autocast = flags, sizes, device, autocast
         self.cache, self.model = cache, model
-        self.block = max(1, sizes.local_batch)
+        self.block = scoring_block(sizes)
         # Ranks agree on every step's keys unless all were found before training: a rank that
         # drew a key the cache lacks must not leave the others waiting in the next collective.
         self.agree_on_keys = sizes.world > 1 and not keys_verified
@@ -172,7 +178,7 @@ class Scorer:
         self.flags, self.sizes, self.seed, self.device = flags, sizes, seed, device
         self.autocast, self.references = autocast, references
         self.loss = flags.loss if flags.loss != "auto" else ("sigmoid" if siglip else "softmax")
-        self.block = max(1, sizes.local_batch)
+        self.block = scoring_block(sizes)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
