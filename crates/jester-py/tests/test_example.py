@@ -8,6 +8,7 @@ binary."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -62,9 +63,12 @@ def test_open_clip_example_smoke(tmp_path):
     [point] = seed["points"]
     assert point["steps"] == 3 and point["uniform_flops_steps"] == 9
     split = seed["jest_seconds"]["all"]
-    assert split["steps"] == 3 and split["score"] > 0 and split["train"] > 0
-    assert all(seed["open_clip_seconds"][run]["all"]["batch"] > 0 for run in RUNS)
-    assert set(seed["durations_s"]) >= set(RUNS), "every run's duration is reported"
+    assert split["steps"] == 3
+    # Measured times: only that each is reported, as a number (their values depend on the machine).
+    times = [split[p] for p in ("wait", "score", "select", "summary", "train", "step")]
+    times += [seed["open_clip_seconds"][run]["all"]["batch"] for run in RUNS]
+    times += [seed["durations_s"][run] for run in RUNS]
+    assert all(isinstance(t, float) and math.isfinite(t) for t in times), times
     assert seed["learnability"]["selected"] > seed["learnability"]["uniform"]
     assert "open_clip + JEST" in (out / "summary.md").read_text()
 

@@ -70,10 +70,8 @@ class Distiller:
             scale = logit_scale.float()
             bias = 0.0 if logit_bias is None else logit_bias.float()
             if self.world > 1:
-                from jester.distributed import gather_embeddings
-
                 image, text = self._gather(image), self._gather(text)
-                reference = gather_embeddings(reference, None, image.device)
+                reference = jester.distributed.gather_embeddings(reference, None, image.device)
             kd = jester.distill_loss(image, text, scale, bias, reference, loss=self.loss)
         return self.weight * kd
 
